@@ -1,0 +1,118 @@
+"""Task specifications: what each head predicts, how its labels look, how its loss is formed.
+
+A `Task` is plain, validated data (pydantic): it is written to the model's JSON and read back
+without executing anything. Kinds:
+
+- ``binary``: one logit; targets 0/1.
+- ``multilabel``: k logits, one per named label; targets 0/1 per label.
+- ``multiclass``: k-way softmax over named classes; targets as names or indices.
+- ``regression``: 1..k real outputs (e.g. key-point coordinates), each may be missing alone.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from taskmask.errors import TaskmaskError
+
+TaskKind = Literal["binary", "multilabel", "multiclass", "regression"]
+RegressionLoss = Literal["mse", "l1", "huber"]
+
+
+class Task(BaseModel):
+    """One task of a multi-task model.
+
+    ``labels`` names the outputs: the labels of a multilabel task, the classes of a multiclass
+    task, the output names of a regression task (default ``name`` or ``name_0..``). ``weight`` is
+    the task's static loss weight (Keras ``loss_weights`` semantics). ``sentinel`` is the raw
+    value that means "missing" besides NaN / None / empty (default -1 for class labels, as in
+    seed 000; none for regression). ``pos_weight`` (binary / multilabel) is one number, one per
+    label, or ``"balanced"`` (negatives / positives per label, counted on observed training
+    labels). ``attach_to`` names a trunk submodule whose output feeds this head (default: the
+    trunk's output). ``auxiliary`` tasks regularise training only.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    kind: TaskKind
+    labels: tuple[str, ...] | None = None
+    n_outputs: int | None = Field(default=None, ge=1)
+    weight: float = Field(default=1.0, ge=0.0)
+    sentinel: float | None = None
+    pos_weight: float | tuple[float, ...] | Literal["balanced"] | None = None
+    loss: RegressionLoss = "mse"
+    huber_delta: float = Field(default=1.0, gt=0.0)
+    attach_to: str | None = None
+    auxiliary: bool = False
+    threshold: float | tuple[float, ...] = 0.5
+
+    @model_validator(mode="after")
+    def _check(self) -> Task:
+        where = f"task {self.name!r}"
+        if "." in self.name:
+            raise ValueError(f"{where}: task names may not contain '.'")
+        if self.labels is not None and len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"{where}: label names must be unique, got {list(self.labels)}")
+        if self.kind == "binary" and self.labels is not None and len(self.labels) != 1:
+            raise ValueError(f"{where}: a binary task has exactly one label name")
+        if self.kind == "multiclass" and self.labels is not None and len(self.labels) < 2:
+            raise ValueError(f"{where}: a multiclass task needs at least 2 classes")
+        if self.labels is not None and self.n_outputs is not None:
+            if len(self.labels) != self.n_outputs:
+                raise ValueError(
+                    f"{where}: {len(self.labels)} label names but n_outputs={self.n_outputs}"
+                )
+        if self.pos_weight is not None and self.kind not in ("binary", "multilabel"):
+            raise ValueError(f"{where}: pos_weight applies to binary and multilabel tasks only")
+        return self
+
+    @property
+    def is_classification(self) -> bool:
+        return self.kind != "regression"
+
+    @property
+    def missing_sentinel(self) -> float | None:
+        """The raw value read as missing besides NaN / None / empty: -1 for classes by default."""
+        if self.sentinel is not None:
+            return self.sentinel
+        return None if self.kind == "regression" else -1.0
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the head's outputs; needs ``labels`` or ``n_outputs`` to be resolved."""
+        if self.labels is not None:
+            return self.labels
+        n = self.n_outputs
+        if self.kind == "binary" or (self.kind == "regression" and n in (None, 1)):
+            return (self.name,)
+        if n is None:
+            raise TaskmaskError(f"task {self.name!r}: labels are not known yet (fit first)")
+        return tuple(f"{self.name}_{i}" for i in range(n))
+
+    @property
+    def width(self) -> int:
+        """Number of head outputs (logits or values)."""
+        return 1 if self.kind == "binary" else len(self.output_names)
+
+    def thresholds(self) -> tuple[float, ...]:
+        """One decision threshold per label (binary / multilabel)."""
+        if isinstance(self.threshold, tuple):
+            if len(self.threshold) != self.width:
+                raise TaskmaskError(
+                    f"task {self.name!r}: {len(self.threshold)} thresholds for {self.width} labels"
+                )
+            return self.threshold
+        return (self.threshold,) * self.width
+
+
+def check_unique_names(tasks: list[Task] | tuple[Task, ...]) -> None:
+    """Raise if two tasks share a name or there are no tasks."""
+    if not tasks:
+        raise TaskmaskError("at least one task is needed")
+    names = [task.name for task in tasks]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise TaskmaskError(f"task names must be unique; repeated: {duplicates}")
