@@ -39,7 +39,9 @@ class LossTerm(NamedTuple):
 
 def _check_shapes(input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor) -> None:
     if target.shape != observed.shape:
-        raise ValueError(f"target {tuple(target.shape)} and observed {tuple(observed.shape)} differ")
+        raise ValueError(
+            f"target {tuple(target.shape)} and observed {tuple(observed.shape)} differ"
+        )
     if observed.dtype != torch.bool:
         raise ValueError(f"observed must be a bool tensor, got {observed.dtype}")
 
@@ -63,7 +65,9 @@ def _reduce(loss: torch.Tensor, observed: torch.Tensor, reduction: Reduction) ->
 
 
 def _filled(target: torch.Tensor, observed: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
-    return torch.where(observed, target, torch.full((), fill, dtype=target.dtype, device=target.device))
+    return torch.where(
+        observed, target, torch.full((), fill, dtype=target.dtype, device=target.device)
+    )
 
 
 def masked_binary_cross_entropy_with_logits(
@@ -94,7 +98,8 @@ def masked_cross_entropy(
     _check_shapes(input, target, observed)
     if input.ndim != 2 or target.shape != input.shape[:1]:
         raise ValueError(
-            f"expected input (N, C) and target (N,), got {tuple(input.shape)}, {tuple(target.shape)}"
+            "expected input (N, C) and target (N,), "
+            f"got {tuple(input.shape)}, {tuple(target.shape)}"
         )
     loss = F.cross_entropy(input, _filled(target, observed), reduction="none")
     return _reduce(loss, observed, reduction)

@@ -133,9 +133,7 @@ def _encode_multiclass(task: Task, raw: Any, where: str) -> EncodedLabels:
             f"{where}: class {series.iat[row]!r} at row {row} is not one of {list(classes)} "
             f"(nor an index 0..{len(classes) - 1})"
         )
-    return EncodedLabels(
-        torch.from_numpy(np.where(observed, codes, 0)), torch.from_numpy(observed)
-    )
+    return EncodedLabels(torch.from_numpy(np.where(observed, codes, 0)), torch.from_numpy(observed))
 
 
 def _encode_regression(task: Task, raw: Any, where: str) -> EncodedLabels:

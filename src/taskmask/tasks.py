@@ -60,11 +60,10 @@ class Task(BaseModel):
             raise ValueError(f"{where}: a binary task has exactly one label name")
         if self.kind == "multiclass" and self.labels is not None and len(self.labels) < 2:
             raise ValueError(f"{where}: a multiclass task needs at least 2 classes")
-        if self.labels is not None and self.n_outputs is not None:
-            if len(self.labels) != self.n_outputs:
-                raise ValueError(
-                    f"{where}: {len(self.labels)} label names but n_outputs={self.n_outputs}"
-                )
+        if self.labels and self.n_outputs and len(self.labels) != self.n_outputs:
+            raise ValueError(
+                f"{where}: {len(self.labels)} label names but n_outputs={self.n_outputs}"
+            )
         if self.pos_weight is not None and self.kind not in ("binary", "multilabel"):
             raise ValueError(f"{where}: pos_weight applies to binary and multilabel tasks only")
         return self

@@ -75,5 +75,7 @@ class MLPTrunk(nn.Module):
 def build_trunk(config: TrunkConfig, input_shape: tuple[int, ...]) -> nn.Module:
     """Build a built-in trunk for inputs of shape ``(N, *input_shape)``."""
     if len(input_shape) != 1:
-        raise ValueError(f"an MLP trunk takes (N, n_features) inputs, got input shape {input_shape}")
+        raise ValueError(
+            f"an MLP trunk takes (N, n_features) inputs, got input shape {input_shape}"
+        )
     return MLPTrunk(input_shape[0], config)
