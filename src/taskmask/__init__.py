@@ -4,4 +4,42 @@ A missing label adds nothing to the loss, has exactly zero gradient, does not re
 task, and never counts in a metric.
 """
 
-__version__ = "0.1.0"
+from taskmask._version import __version__
+from taskmask.api import FitResult, evaluate, fit
+from taskmask.data import MultiTaskData, make_data
+from taskmask.errors import TaskmaskError
+from taskmask.losses import LossTerm, task_loss
+from taskmask.masking import EncodedLabels, encode_labels
+from taskmask.model import MultiTaskModel
+from taskmask.persistence import load_model, save_model
+from taskmask.predict import TaskPrediction, predict, predictions_frame, tune_thresholds
+from taskmask.tasks import Task
+from taskmask.trainer import EarlyStopping, TrainConfig, Trainer
+from taskmask.trunks import MLPConfig, MLPTrunk
+
+__all__ = [
+    "EarlyStopping",
+    "EncodedLabels",
+    "FitResult",
+    "LossTerm",
+    "MLPConfig",
+    "MLPTrunk",
+    "MultiTaskData",
+    "MultiTaskModel",
+    "Task",
+    "TaskPrediction",
+    "TaskmaskError",
+    "TrainConfig",
+    "Trainer",
+    "__version__",
+    "encode_labels",
+    "evaluate",
+    "fit",
+    "load_model",
+    "make_data",
+    "predict",
+    "predictions_frame",
+    "save_model",
+    "task_loss",
+    "tune_thresholds",
+]

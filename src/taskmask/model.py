@@ -24,7 +24,8 @@ class MultiTaskModel(nn.Module):
     multiclass tasks, ``(N, k)`` values for regression. A task whose ``attach_to`` names a trunk
     submodule (``dict(trunk.named_modules())`` key) reads that submodule's output, flattened;
     the others read the trunk's output. Inputs are standardised first with the buffers
-    ``input_mean`` / ``input_scale`` (identity unless given).
+    ``input_mean`` / ``input_scale`` (identity unless given). ``feature_names`` names the
+    columns of 1-D inputs (kept for saving and for reading tables at prediction time).
     """
 
     def __init__(
@@ -35,6 +36,7 @@ class MultiTaskModel(nn.Module):
         *,
         input_mean: torch.Tensor | None = None,
         input_scale: torch.Tensor | None = None,
+        feature_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         tasks = tuple(tasks)
@@ -42,6 +44,14 @@ class MultiTaskModel(nn.Module):
         self.trunk = trunk
         self.tasks = tasks
         self.input_shape = tuple(int(d) for d in input_shape)
+        self.feature_names = None if feature_names is None else tuple(map(str, feature_names))
+        if self.feature_names is not None and (len(self.input_shape), len(self.feature_names)) != (
+            1,
+            self.input_shape[0],
+        ):
+            raise TaskmaskError(
+                f"{len(self.feature_names)} feature names for input shape {self.input_shape}"
+            )
         shape = (1, *self.input_shape)
         mean = torch.zeros(shape) if input_mean is None else input_mean.reshape(shape).float()
         scale = torch.ones(shape) if input_scale is None else input_scale.reshape(shape).float()

@@ -1,0 +1,138 @@
+"""The Python API in one call each: `fit`, `evaluate` (predict, save and load live beside)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from taskmask.data import MultiTaskData, make_data, split
+from taskmask.errors import TaskmaskError
+from taskmask.losses import balanced_pos_weight
+from taskmask.masking import resolve_task
+from taskmask.metrics import MetricValue, task_metrics
+from taskmask.model import MultiTaskModel
+from taskmask.predict import raw_outputs
+from taskmask.tasks import Task, check_unique_names
+from taskmask.trainer import LossFn, TrainConfig, Trainer
+from taskmask.trunks import MLPConfig, TrunkConfig, build_trunk
+from taskmask.weighting import Weighting
+
+
+@dataclass
+class FitResult:
+    """A trained model, its per-epoch history, and the trainer that produced them."""
+
+    model: MultiTaskModel
+    history: pd.DataFrame
+    trainer: Trainer
+
+
+def resolve_tasks(tasks: Sequence[Task], labels: Mapping[str, Any]) -> tuple[Task, ...]:
+    """Fill in class names and label counts from the training labels."""
+    check_unique_names(tasks)
+    missing = [t.name for t in tasks if t.name not in labels]
+    if missing:
+        raise TaskmaskError(f"no training labels given for tasks {missing}")
+    return tuple(resolve_task(task, labels[task.name]) for task in tasks)
+
+
+def balance_tasks(tasks: Sequence[Task], train: MultiTaskData) -> tuple[Task, ...]:
+    """Replace ``pos_weight="balanced"`` by negatives / positives per label on ``train``."""
+    resolved = []
+    for task in tasks:
+        if task.pos_weight == "balanced":
+            enc = train.labels[task.name]
+            weights = balanced_pos_weight(enc.target, enc.observed).tolist()
+            task = task.model_copy(update={"pos_weight": tuple(weights)})
+        resolved.append(task)
+    return tuple(resolved)
+
+
+def standardization(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and standard deviation over rows; a constant feature gets scale 1."""
+    mean = inputs.mean(dim=0, keepdim=True, dtype=torch.float64)
+    std = inputs.double().std(dim=0, keepdim=True, correction=0)
+    return mean.float(), torch.where(std > 0, std, torch.ones_like(std)).float()
+
+
+def fit(
+    inputs: Any,
+    labels: Mapping[str, Any],
+    tasks: Sequence[Task],
+    *,
+    trunk: TrunkConfig | nn.Module | None = None,
+    validation: tuple[Any, Mapping[str, Any]] | None = None,
+    standardize: bool = True,
+    feature_names: Sequence[str] | None = None,
+    config: TrainConfig | None = None,
+    weighting: Weighting | None = None,
+    loss_fns: Mapping[str, LossFn] | None = None,
+    **settings: Any,
+) -> FitResult:
+    """Train a multi-task model on ``inputs`` ``(N, ...)`` and per-task raw ``labels``.
+
+    Missing labels are NaN / None / empty / the task's sentinel (see `taskmask.masking`).
+    ``trunk`` is an `MLPConfig` (default) or any ``nn.Module`` mapping ``(N, *input_shape)`` to
+    features. ``settings`` override fields of ``config`` (e.g. ``epochs=20, lr=1e-2``).
+    Validation data is ``validation`` or a seeded ``validation_split`` of the training rows.
+    """
+    config = (config or TrainConfig()).model_copy(update=settings)
+    TrainConfig.model_validate(config.model_dump())
+    if isinstance(inputs, pd.DataFrame) and feature_names is None:
+        feature_names = [str(c) for c in inputs.columns]
+    tasks = resolve_tasks(tasks, labels)
+    train = make_data(inputs, labels, tasks, source="training data", feature_names=feature_names)
+    if validation is not None:
+        val: MultiTaskData | None = make_data(
+            *validation, tasks, source="validation data", feature_names=feature_names
+        )
+    elif config.validation_split > 0:
+        generator = torch.Generator().manual_seed(config.seed)
+        train, val = split(train, config.validation_split, generator=generator)
+    else:
+        val = None
+    tasks = balance_tasks(tasks, train)
+    mean, scale = standardization(train.inputs) if standardize else (None, None)
+    torch.manual_seed(config.seed)
+    if trunk is None or isinstance(trunk, MLPConfig):
+        trunk = build_trunk(trunk or MLPConfig(), train.input_shape)
+    model = MultiTaskModel(
+        trunk,
+        tasks,
+        train.input_shape,
+        input_mean=mean,
+        input_scale=scale,
+        feature_names=feature_names,
+    )
+    trainer = Trainer(
+        config.model_copy(update={"validation_split": 0.0}), weighting=weighting, loss_fns=loss_fns
+    )
+    history = trainer.fit(model, train, validation=val)
+    return FitResult(model, pd.DataFrame(history), trainer)
+
+
+def evaluate(
+    model: MultiTaskModel, inputs: Any, labels: Mapping[str, Any], *, source: str = "data"
+) -> dict[str, dict[str, MetricValue]]:
+    """Per-task metrics on observed labels only; auxiliary tasks and tasks without labels in
+    ``labels`` are left out."""
+    tasks = [t for t in model.tasks if not t.auxiliary and t.name in labels]
+    data = make_data(
+        inputs,
+        {t.name: labels[t.name] for t in tasks},
+        tasks,
+        source=source,
+        feature_names=model.feature_names,
+    )
+    outputs = raw_outputs(model, data.inputs)
+    return {
+        task.name: task_metrics(
+            task, outputs[task.name], data.labels[task.name].target, data.labels[task.name].observed
+        )
+        for task in tasks
+    }
