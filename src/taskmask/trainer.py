@@ -291,7 +291,7 @@ class _Stopper:
         assert self.config is not None
         mode = self.config.mode
         if mode == "auto":
-            mode = "max" if higher_is_better(self.config.monitor.split("/")[-1]) else "min"
+            mode = "max" if higher_is_better(self.config.monitor.split("/", 2)[-1]) else "min"
         if math.isnan(self.best):
             return True
         if mode == "max":
