@@ -37,10 +37,14 @@ def _numeric(raw: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
         raw = raw.detach().cpu().numpy()
     if isinstance(raw, pd.DataFrame | pd.Series):
         raw = raw.to_numpy()
-    array = np.asarray(raw)
-    if array.dtype.kind in "biuf":
-        values = array.astype(np.float64)
-        return values, np.isnan(values)
+    array = raw if isinstance(raw, np.ndarray) else np.asarray(raw, dtype=object)
+    if array.dtype.kind in "biufO":
+        try:
+            values = array.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+        else:
+            return values, np.isnan(values)
     frame = pd.DataFrame(array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1))
     blank = frame.apply(lambda col: col.map(lambda v: isinstance(v, str) and not v.strip()))
     numbers = frame.mask(blank).apply(pd.to_numeric, errors="coerce")
@@ -120,7 +124,8 @@ def _encode_multiclass(task: Task, raw: Any, where: str) -> EncodedLabels:
         missing |= by_index & (numeric == task.missing_sentinel)
     codes = np.full(len(series), -1, dtype=np.int64)
     names = series[~missing & ~by_index].astype(str)
-    codes[names.index] = pd.Categorical(names, categories=list(classes)).codes
+    lookup = {name: code for code, name in enumerate(classes)}
+    codes[names.index] = names.map(lookup).fillna(-1).astype(np.int64).to_numpy()
     index_rows = ~missing & by_index
     indices = numeric[index_rows]
     valid = (indices >= 0) & (indices < len(classes)) & (indices == indices.round())
@@ -142,10 +147,13 @@ def _encode_regression(task: Task, raw: Any, where: str) -> EncodedLabels:
     values, missing = _as_2d(values, width, where), _as_2d(missing, width, where)
     if task.sentinel is not None:
         missing = missing | (values == task.sentinel)
-    if np.isinf(values[~missing]).any():
-        raise TaskmaskError(f"{where}: targets must be finite numbers or missing, found inf")
     observed = ~missing
-    target = np.where(observed, values, 0.0).astype(np.float32)
+    with np.errstate(over="ignore"):
+        target = np.where(observed, values, 0.0).astype(np.float32)
+    if np.isinf(target).any():
+        raise TaskmaskError(
+            f"{where}: targets must be finite float32 numbers or missing, found inf or overflow"
+        )
     return EncodedLabels(torch.from_numpy(target), torch.from_numpy(observed))
 
 
