@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from taskmask.data import MultiTaskData, make_data, split
@@ -81,8 +82,10 @@ def fit(
     features. ``settings`` override fields of ``config`` (e.g. ``epochs=20, lr=1e-2``).
     Validation data is ``validation`` or a seeded ``validation_split`` of the training rows.
     """
-    config = (config or TrainConfig()).model_copy(update=settings)
-    TrainConfig.model_validate(config.model_dump())
+    try:
+        config = TrainConfig.model_validate({**(config or TrainConfig()).model_dump(), **settings})
+    except ValidationError as error:
+        raise TaskmaskError(f"invalid training settings:\n{error}") from None
     if isinstance(inputs, pd.DataFrame) and feature_names is None:
         feature_names = [str(c) for c in inputs.columns]
     tasks = resolve_tasks(tasks, labels)

@@ -83,8 +83,20 @@ class MultiTaskData:
 def as_inputs(
     inputs: Any, *, source: str = "inputs", names: Sequence[str] | None = None
 ) -> torch.Tensor:
-    """Features as a float32 tensor ``(N, ...)``; NaN, inf or text is an error naming the column."""
+    """Features as a float32 tensor ``(N, ...)``; NaN, inf or text is an error naming the column.
+
+    ``names`` are the feature names: a DataFrame's columns are taken by these names, in this
+    order (a missing one is an error); for arrays they only label error messages.
+    """
     if isinstance(inputs, pd.DataFrame):
+        if names is not None:
+            absent = [n for n in names if n not in inputs.columns]
+            if absent:
+                raise TaskmaskError(
+                    f"{source}: feature columns {absent[:5]} are missing "
+                    f"({len(absent)} in all); expected the model's features {list(names)[:5]}..."
+                )
+            inputs = inputs[list(names)]
         names = [str(c) for c in inputs.columns]
         text = [
             c for c, dtype in zip(names, inputs.dtypes, strict=True) if dtype.kind not in "biuf"
@@ -98,7 +110,8 @@ def as_inputs(
         array = np.asarray(inputs)
         if array.dtype.kind not in "biuf":
             raise TaskmaskError(f"{source}: features must be numeric, got dtype {array.dtype}")
-        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
     if tensor.ndim < 2:
         raise TaskmaskError(
             f"{source}: features must be (N, n_features), got {tuple(tensor.shape)}"

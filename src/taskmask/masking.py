@@ -92,8 +92,9 @@ def class_names_from(task: Task, raw: Any) -> tuple[str, ...]:
     series = pd.Series(np.asarray(raw, dtype=object).ravel())
     series = series[series.map(lambda v: not (isinstance(v, str) and not v.strip()))].dropna()
     numeric = pd.to_numeric(series, errors="coerce")
+    present = (numeric != task.missing_sentinel).to_numpy()
+    series, numeric = series[present], numeric[present]
     if numeric.notna().all():
-        numeric = numeric[numeric != task.missing_sentinel]
         if (numeric < 0).any() or (numeric != numeric.round()).any():
             raise TaskmaskError(
                 f"task {task.name!r}: numeric class labels must be indices 0..k-1, "

@@ -55,6 +55,9 @@ def atomic_directory(target: Path, write: Callable[[Path], None]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)
         write(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
@@ -120,13 +123,19 @@ def load_model(path: str | os.PathLike[str], *, trunk: nn.Module | None = None) 
     (same architecture) passed as ``trunk``; its weights come from the file."""
     path = Path(path)
     meta = _read_meta(path)
-    if trunk is None:
-        if meta.trunk is None:
-            raise TaskmaskError(
-                f"{path / META_FILE}: the model has a user-defined trunk; pass trunk=... to load it"
-            )
-        trunk = build_trunk(meta.trunk, meta.input_shape)
-    model = MultiTaskModel(trunk, meta.tasks, meta.input_shape, feature_names=meta.feature_names)
+    if trunk is None and meta.trunk is None:
+        raise TaskmaskError(
+            f"{path / META_FILE}: the model has a user-defined trunk; pass trunk=... to load it"
+        )
+    try:
+        trunk = trunk or build_trunk(meta.trunk, meta.input_shape)  # type: ignore[arg-type]
+        model = MultiTaskModel(
+            trunk, meta.tasks, meta.input_shape, feature_names=meta.feature_names
+        )
+        for task in meta.tasks:
+            task.thresholds()
+    except ValueError as error:
+        raise TaskmaskError(f"{path / META_FILE}: describes an impossible model: {error}") from None
     file = path / WEIGHTS_FILE
     try:
         state = load_file(str(file))

@@ -77,7 +77,7 @@ def predict(
     model: MultiTaskModel, inputs: Any, *, batch_size: int = 4096
 ) -> dict[str, TaskPrediction]:
     """Predictions for every non-auxiliary task, keyed by task name."""
-    tensor = as_inputs(inputs, source="prediction inputs")
+    tensor = as_inputs(inputs, source="prediction inputs", names=model.feature_names)
     outputs = raw_outputs(model, tensor, batch_size=batch_size)
     return {
         task.name: _task_prediction(task, outputs[task.name])
