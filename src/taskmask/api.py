@@ -61,6 +61,18 @@ def standardization(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean.float(), torch.where(std > 0, std, torch.ones_like(std)).float()
 
 
+@torch.no_grad()
+def _start_regression_at_mean(model: MultiTaskModel, train: MultiTaskData) -> None:
+    """Start each regression head's bias at its observed training mean, so that targets far
+    from 0 (ages, prices) need not first be reached by the optimiser."""
+    for task in model.tasks:
+        if task.kind == "regression":
+            enc = train.labels[task.name]
+            count = enc.observed.sum(0).clamp(min=1)
+            mean = torch.where(enc.observed, enc.target, 0.0).sum(0) / count
+            model.heads[task.name].bias.copy_(mean)
+
+
 def fit(
     inputs: Any,
     labels: Mapping[str, Any],
@@ -112,6 +124,7 @@ def fit(
         input_scale=scale,
         feature_names=feature_names,
     )
+    _start_regression_at_mean(model, train)
     trainer = Trainer(
         config.model_copy(update={"validation_split": 0.0}), weighting=weighting, loss_fns=loss_fns
     )

@@ -6,7 +6,7 @@ model is loaded, a user module must be passed to `taskmask.load_model` again.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,7 +34,7 @@ class MLPConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["mlp"] = "mlp"
-    hidden: tuple[int, ...] = Field(default=(64, 64))
+    hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(64, 64), min_length=1)
     activation: Activation = "relu"
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     norm: Norm | None = None

@@ -1,0 +1,108 @@
+"""Training curves from a history (`taskmask.FitResult.history`) as PNG files.
+
+matplotlib is imported only when a plot is drawn, and only its Agg canvas is used: no pyplot,
+no global backend switch. An undefined metric is NaN in the history and shows as a gap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# The first of these a task has in its history is its main metric.
+MAIN_METRICS = (
+    "roc_auc",
+    "roc_auc_macro",
+    "f1_macro",
+    "accuracy",
+    "r2",
+    "r2_macro",
+    "mse",
+    "mse_macro",
+)
+PREFIXES = ("train", "val")
+
+
+def history_tasks(history: pd.DataFrame) -> list[str]:
+    """Task names in history order, from the ``{train,val}/TASK/loss`` columns."""
+    names: list[str] = []
+    for column in map(str, history.columns):
+        for prefix in PREFIXES:
+            head, tail = f"{prefix}/", "/loss"
+            if column.startswith(head) and column.endswith(tail) and len(column) > len(head + tail):
+                name = column[len(head) : -len(tail)]
+                if name not in names:
+                    names.append(name)
+    return names
+
+
+def main_metric(history: pd.DataFrame, task: str) -> str | None:
+    """The task's main metric: the first of `MAIN_METRICS` with a value, else the first present."""
+    present = [
+        metric
+        for metric in MAIN_METRICS
+        if any(f"{p}/{task}/{metric}" in history.columns for p in PREFIXES)
+    ]
+    for metric in present:
+        columns = [f"{p}/{task}/{metric}" for p in PREFIXES if f"{p}/{task}/{metric}" in history]
+        if history[columns].notna().to_numpy().any():
+            return metric
+    return present[0] if present else None
+
+
+def _draw(axes: Any, history: pd.DataFrame, key: str, title: str) -> None:
+    """Train and validation curves of ``{prefix}/{key}`` on ``axes``."""
+    epochs = history["epoch"] if "epoch" in history else pd.Series(range(1, len(history) + 1))
+    for prefix in PREFIXES:
+        column = f"{prefix}/{key}"
+        if column in history:
+            values = pd.to_numeric(history[column], errors="coerce")
+            axes.plot(epochs, values, marker=".", label=prefix)
+    axes.set_title(title)
+    axes.set_xlabel("epoch")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend()
+    axes.grid(alpha=0.3)
+
+
+def _save(panels: Sequence[tuple[str, str]], history: pd.DataFrame, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5 * len(panels), 3.6))
+    FigureCanvasAgg(figure)
+    grid = figure.subplots(1, len(panels), squeeze=False)[0]
+    # Fixed margins: a layout engine costs more than the drawing itself.
+    figure.subplots_adjust(left=0.1, right=0.97, bottom=0.15, top=0.88, wspace=0.25)
+    for axes, (key, title) in zip(grid, panels, strict=True):
+        _draw(axes, history, key, title)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def _file_stem(task: str, used: set[str]) -> str:
+    stem = "task_" + (re.sub(r"[^A-Za-z0-9_-]+", "_", task) or "_")
+    while stem in used:
+        stem += "_"
+    used.add(stem)
+    return stem
+
+
+def plot_history(history: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Write ``loss.png`` (total loss) and one ``task_NAME.png`` per task (its loss and main
+    metric, train and validation) into ``out_dir`` (created if needed); return the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [_save([("loss", "total loss")], history, out_dir / "loss.png")]
+    used: set[str] = set()
+    for task in history_tasks(history):
+        panels = [(f"{task}/loss", f"{task}: loss")]
+        metric = main_metric(history, task)
+        if metric is not None:
+            panels.append((f"{task}/{metric}", f"{task}: {metric}"))
+        paths.append(_save(panels, history, out_dir / f"{_file_stem(task, used)}.png"))
+    return paths
