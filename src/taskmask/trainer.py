@@ -185,6 +185,7 @@ class Trainer:
         generator: torch.Generator,
     ) -> dict[str, float]:
         model.train()
+        shared = [p for p in model.trunk.parameters() if p.requires_grad]
         n_tasks = len(model.tasks)
         sums = torch.zeros(n_tasks, dtype=torch.float64, device=train.inputs.device)
         counts = torch.zeros_like(sums)
@@ -193,12 +194,17 @@ class Trainer:
             outputs, terms = self._terms(model, batch, pos_weights)
             batch_counts = torch.stack([t.count for t in terms])
             losses = torch.stack([t.mean() for t in terms])
-            total = weighting(losses, batch_counts)
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            weighting.backward(losses, batch_counts, shared=shared)
             if self.config.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_norm)
             optimizer.step()
+            if weighting.needs_losses_after_step:
+                with torch.no_grad():
+                    after = torch.stack(
+                        [t.mean() for t in self._terms(model, batch, pos_weights)[1]]
+                    )
+                weighting.after_step(after, batch_counts)
             sums += torch.stack([t.sum.detach() for t in terms]).double()
             counts += batch_counts.detach().double()
             if self.config.train_metrics:
