@@ -7,7 +7,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,6 +54,7 @@ class TrainConfig(BaseModel):
     validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
     early_stopping: EarlyStopping | None = None
     weighting: str = "static"
+    weighting_options: dict[str, Any] = Field(default_factory=dict)
     train_metrics: bool = True
     progress: bool | None = None
     device: str = "auto"
@@ -151,7 +152,10 @@ class Trainer:
         model.to(device)
         train = train.to(device)
         validation = validation.to(device) if validation is not None else None
-        weighting = (self.weighting or make_weighting(config.weighting, model.tasks)).to(device)
+        weighting = (
+            self.weighting
+            or make_weighting(config.weighting, model.tasks, **config.weighting_options)
+        ).to(device)
         self.weighting = weighting
         params = [*model.parameters(), *weighting.parameters()]
         optimizer = _optimizer(config, params)
