@@ -113,7 +113,15 @@ def test_train_prints_metrics_and_writes_a_complete_run_directory(trained: Train
     run = trained.run
     names = {p.name for p in run.iterdir()}
     expected = {"model.safetensors", "model.json", "config.yaml", "metrics.json", "history.csv"}
-    assert expected | {"plots"} == names
+    assert expected | {"plots", "coverage.csv", "co_observed.csv"} == names
+    assert "label coverage over" in trained.out
+    assert trained.out.index("label coverage") < trained.out.index("validation metrics")
+    coverage = pd.read_csv(run / "coverage.csv").set_index(["task", "label"])
+    assert coverage.loc[("tox", "tox"), "n_observed"] == make_table()["tox"].notna().sum()
+    co_observed = pd.read_csv(run / "co_observed.csv", index_col=0)
+    assert list(co_observed.index) == ["tox", "scene", "colour", "age"]
+    assert (co_observed.to_numpy().diagonal() >= co_observed.to_numpy().max(axis=0)).all()
+    assert coverage.loc[("tox", "tox"), "n_observed"] == co_observed.loc["tox", "tox"]
     assert len(pd.read_csv(run / "history.csv")) == SMALL_TRAINING["epochs"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) == {"validation", "test"}

@@ -4,8 +4,10 @@ An adapter over the Python API (`taskmask.api.fit` / `evaluate`, `taskmask.predi
 `taskmask.persistence`) with no training logic of its own. A run directory holds
 ``model.safetensors`` + ``model.json``, the resolved ``config.yaml`` (absolute data paths, label
 and class names filled in), ``metrics.json`` (``{"validation"|"test": {task: {metric: value}}}``),
-``history.csv`` and ``plots/*.png``; it is written atomically. Bad input (config, files, columns,
-labels) exits with code 2 and a message on stderr naming the file, column or task.
+``history.csv``, ``plots/*.png`` and the training labels' coverage (``coverage.csv``,
+``co_observed.csv``, also printed before training); it is written atomically. Bad input
+(config, files, columns, labels) exits with code 2 and a message on stderr naming the file,
+column or task.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from pydantic import ValidationError
 
 from taskmask.api import FitResult, evaluate, fit, resolve_tasks
 from taskmask.config import RunConfig, format_validation_error, load_config, yaml_problem
+from taskmask.coverage import Coverage, label_coverage
 from taskmask.data import MultiTaskData, make_data, split
 from taskmask.errors import TaskmaskError
 from taskmask.metrics import MetricValue, Undefined, to_jsonable
@@ -40,6 +43,8 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 PLOTS_DIR = "plots"
+COVERAGE_FILE = "coverage.csv"
+CO_OBSERVED_FILE = "co_observed.csv"
 
 Metrics = dict[str, dict[str, MetricValue]]
 
@@ -51,13 +56,16 @@ class TrainRun:
     fit: FitResult
     config: RunConfig
     metrics: dict[str, Metrics]
+    coverage: Coverage
 
 
 def _rows_of(shape: Sequence[int]) -> str:
     return f"(N, {', '.join(map(str, shape))})"
 
 
-def _check_part(part: Dataset, tasks: Sequence[Task], shape: Sequence[int], *, train: bool) -> None:
+def _check_part(
+    part: Dataset, tasks: Sequence[Task], shape: Sequence[int], *, train: bool
+) -> MultiTaskData:
     """Encode a file's labels once, so that label errors name the file; check its shape."""
     if tuple(part.inputs.shape[1:]) != tuple(shape):
         raise TaskmaskError(
@@ -73,6 +81,7 @@ def _check_part(part: Dataset, tasks: Sequence[Task], shape: Sequence[int], *, t
             f"{part.path}: tasks {empty} have no observed label at all; every task needs "
             "at least one (check the column names and the missing-value encoding)"
         )
+    return data
 
 
 def _split(part: Dataset, fraction: float, *, seed: int) -> tuple[Dataset, Dataset]:
@@ -90,6 +99,8 @@ def _write_run(directory: Path, run: TrainRun) -> None:
     from taskmask.plots import plot_history
 
     write_model_files(run.fit.model, directory)
+    run.coverage.labels.to_csv(directory / COVERAGE_FILE, index=False)
+    run.coverage.co_observed.to_csv(directory / CO_OBSERVED_FILE)
     (directory / CONFIG_FILE).write_text(run.config.to_yaml(), encoding="utf-8")
     metrics = {
         part: {task: to_jsonable(values) for task, values in by_task.items()}
@@ -100,9 +111,16 @@ def _write_run(directory: Path, run: TrainRun) -> None:
     plot_history(run.fit.history, directory / PLOTS_DIR)
 
 
-def train_run(config: RunConfig, out_dir: Path, *, progress: bool | None = None) -> TrainRun:
+def train_run(
+    config: RunConfig,
+    out_dir: Path,
+    *,
+    progress: bool | None = None,
+    report: Callable[[str], None] | None = None,
+) -> TrainRun:
     """Read every file, check every label, train, then write run directory ``out_dir``
-    atomically (replacing it). Nothing is written when anything fails."""
+    atomically (replacing it). Nothing is written when anything fails. ``report`` receives
+    the training data's label coverage before training starts."""
     data = config.data
     targets = {spec.name: spec.source for spec in config.tasks}
     train = read_dataset(data.train, feature_names=data.features, targets=targets)
@@ -112,8 +130,11 @@ def train_run(config: RunConfig, out_dir: Path, *, progress: bool | None = None)
         if path is not None
     }
     tasks = resolve_tasks(config.task_list(), train.labels)
-    for part in (train, *others.values()):
-        _check_part(part, tasks, train.inputs.shape[1:], train=part is train)
+    for part in others.values():
+        _check_part(part, tasks, train.inputs.shape[1:], train=False)
+    coverage = label_coverage(_check_part(train, tasks, train.inputs.shape[1:], train=True), tasks)
+    if report is not None:
+        report(coverage.to_text())
     if "validation" not in others and data.split_fraction > 0:
         train, others["validation"] = _split(train, data.split_fraction, seed=config.training.seed)
     validation = others.get("validation")
@@ -136,7 +157,7 @@ def train_run(config: RunConfig, out_dir: Path, *, progress: bool | None = None)
     metrics: dict[str, Metrics] = {
         name: _metrics(model, others[name]) for name in ("validation", "test") if name in others
     }
-    run = TrainRun(result, config.resolved(model.tasks), metrics)
+    run = TrainRun(result, config.resolved(model.tasks), metrics, coverage)
     atomic_directory(Path(out_dir), lambda tmp: _write_run(tmp, run))
     return run
 
@@ -211,7 +232,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise TaskmaskError(f"{out}: already exists; pass --overwrite to replace it")
     progress = False if args.quiet else config.training.progress
-    run = train_run(config, out, progress=progress)
+    run = train_run(config, out, progress=progress, report=lambda text: print(text + "\n"))
     for part, metrics in run.metrics.items():
         print(f"{part} metrics\n{format_metrics(metrics)}\n", file=sys.stdout)
     print(f"wrote {out}", file=sys.stdout)
