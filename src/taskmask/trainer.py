@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from taskmask.data import MultiTaskData, split
+from taskmask.diagnostics import cosine_row, gradient_cosines, task_gradients
 from taskmask.errors import TaskmaskError
 from taskmask.losses import LossTerm, task_loss
 from taskmask.metrics import higher_is_better, metric_as_float, task_metrics
@@ -39,7 +40,9 @@ class EarlyStopping(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    """Optimisation settings. ``seed`` makes a run repeatable bit for bit on one machine."""
+    """Optimisation settings. ``seed`` makes a run repeatable bit for bit on one machine.
+    ``conflict_batches`` > 0 records, per epoch, the mean cosine similarity between each pair
+    of task gradients on the trunk over that many batches (``cosine/A/B`` in the history)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -56,6 +59,7 @@ class TrainConfig(BaseModel):
     weighting: str = "static"
     weighting_options: dict[str, Any] = Field(default_factory=dict)
     train_metrics: bool = True
+    conflict_batches: int = Field(default=0, ge=0)
     progress: bool | None = None
     device: str = "auto"
 
@@ -194,10 +198,13 @@ class Trainer:
         sums = torch.zeros(n_tasks, dtype=torch.float64, device=train.inputs.device)
         counts = torch.zeros_like(sums)
         kept: list[tuple[MultiTaskData, dict[str, torch.Tensor]]] = []
+        cosines: list[torch.Tensor] = []
         for batch in train.batches(self.config.batch_size, generator=generator):
             outputs, terms = self._terms(model, batch, pos_weights)
             batch_counts = torch.stack([t.count for t in terms])
             losses = torch.stack([t.mean() for t in terms])
+            if len(cosines) < self.config.conflict_batches:
+                cosines.append(gradient_cosines(task_gradients(losses, batch_counts, shared)))
             optimizer.zero_grad(set_to_none=True)
             weighting.backward(losses, batch_counts, shared=shared)
             if self.config.clip_norm is not None:
@@ -228,6 +235,8 @@ class Trainer:
             row.update(_metric_row("train", model.tasks, outputs, labels))
         for task, weight in zip(model.tasks, weighting.current_weights().tolist(), strict=True):
             row[f"weight/{task.name}"] = weight
+        if cosines:
+            row.update(cosine_row(model.task_names, torch.stack(cosines).nanmean(dim=0)))
         return row
 
     @torch.no_grad()
