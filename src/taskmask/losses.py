@@ -55,7 +55,7 @@ def _check_same(input: torch.Tensor, target: torch.Tensor) -> None:
 
 
 def _reduce(loss: torch.Tensor, observed: torch.Tensor, reduction: Reduction) -> torch.Tensor:
-    loss = torch.where(observed, loss, torch.zeros((), dtype=loss.dtype, device=loss.device))
+    loss = torch.where(observed, loss, 0.0)
     if reduction == "none":
         return loss
     total = loss.sum()
@@ -64,10 +64,8 @@ def _reduce(loss: torch.Tensor, observed: torch.Tensor, reduction: Reduction) ->
     return total / observed.sum().clamp(min=1)
 
 
-def _filled(target: torch.Tensor, observed: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
-    return torch.where(
-        observed, target, torch.full((), fill, dtype=target.dtype, device=target.device)
-    )
+def _filled(target: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    return torch.where(observed, target, 0)
 
 
 def masked_binary_cross_entropy_with_logits(

@@ -24,8 +24,9 @@ class MultiTaskModel(nn.Module):
     multiclass tasks, ``(N, k)`` values for regression. A task whose ``attach_to`` names a trunk
     submodule (``dict(trunk.named_modules())`` key) reads that submodule's output, flattened;
     the others read the trunk's output. Inputs are standardised first with the buffers
-    ``input_mean`` / ``input_scale`` (identity unless given). ``feature_names`` names the
-    columns of 1-D inputs (kept for saving and for reading tables at prediction time).
+    ``input_mean`` / ``input_scale`` when ``standardize`` (default: when either is given).
+    ``feature_names`` names the columns of 1-D inputs (kept for saving and for reading tables
+    at prediction time).
     """
 
     def __init__(
@@ -37,6 +38,7 @@ class MultiTaskModel(nn.Module):
         input_mean: torch.Tensor | None = None,
         input_scale: torch.Tensor | None = None,
         feature_names: Sequence[str] | None = None,
+        standardize: bool | None = None,
     ) -> None:
         super().__init__()
         tasks = tuple(tasks)
@@ -57,6 +59,8 @@ class MultiTaskModel(nn.Module):
         scale = torch.ones(shape) if input_scale is None else input_scale.reshape(shape).float()
         self.register_buffer("input_mean", mean)
         self.register_buffer("input_scale", scale)
+        given = input_mean is not None or input_scale is not None
+        self.standardize = given if standardize is None else standardize
         modules = dict(trunk.named_modules())
         for task in tasks:
             if task.attach_to is not None and task.attach_to not in modules:
@@ -90,7 +94,9 @@ class MultiTaskModel(nn.Module):
             for name in self._attach_points
         ]
         try:
-            captured[""] = self.trunk((x - self.input_mean) / self.input_scale)
+            if self.standardize:
+                x = (x - self.input_mean) / self.input_scale
+            captured[""] = self.trunk(x)
         finally:
             for handle in handles:
                 handle.remove()

@@ -42,6 +42,7 @@ class ModelMeta(BaseModel):
     tasks: tuple[Task, ...]
     input_shape: tuple[int, ...]
     feature_names: tuple[str, ...] | None = None
+    standardize: bool = True
     trunk: TrunkConfig | None = None
 
 
@@ -80,6 +81,7 @@ def write_model_files(model: MultiTaskModel, directory: Path) -> None:
         tasks=tuple(t for t in model.tasks if not t.auxiliary),
         input_shape=model.input_shape,
         feature_names=model.feature_names,
+        standardize=model.standardize,
         trunk=_trunk_config(model.trunk),
     )
     auxiliary = {f"heads.{t.name}." for t in model.tasks if t.auxiliary}
@@ -130,7 +132,11 @@ def load_model(path: str | os.PathLike[str], *, trunk: nn.Module | None = None) 
     try:
         trunk = trunk or build_trunk(meta.trunk, meta.input_shape)  # type: ignore[arg-type]
         model = MultiTaskModel(
-            trunk, meta.tasks, meta.input_shape, feature_names=meta.feature_names
+            trunk,
+            meta.tasks,
+            meta.input_shape,
+            feature_names=meta.feature_names,
+            standardize=meta.standardize,
         )
         for task in meta.tasks:
             task.thresholds()
