@@ -6,24 +6,22 @@ import copy
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from taskmask.batch_loss import BatchLoss, LossFn
 from taskmask.data import MultiTaskData, split
 from taskmask.diagnostics import cosine_row, gradient_cosines, task_gradients
 from taskmask.errors import TaskmaskError
-from taskmask.losses import LossTerm, task_loss
 from taskmask.metrics import higher_is_better, metric_as_float, task_metrics
 from taskmask.model import MultiTaskModel
 from taskmask.predict import raw_outputs
 from taskmask.tasks import Task
 from taskmask.weighting import Weighting, make_weighting
-
-LossFn = Callable[[Task, torch.Tensor, torch.Tensor, torch.Tensor], LossTerm]
 
 
 class EarlyStopping(BaseModel):
@@ -112,32 +110,6 @@ class Trainer:
         self.loss_fns = dict(loss_fns or {})
         self.history: list[dict[str, float]] = []
 
-    def _terms(
-        self,
-        model: MultiTaskModel,
-        batch: MultiTaskData,
-        pos_weights: Mapping[str, torch.Tensor | None],
-    ) -> tuple[dict[str, torch.Tensor], list[LossTerm]]:
-        outputs = model(batch.inputs)
-        terms = []
-        for task in model.tasks:
-            output = outputs[task.name]
-            if task.name not in batch.labels:
-                zero = output.sum() * 0.0
-                terms.append(LossTerm(zero, zero.detach()))
-                continue
-            enc = batch.labels[task.name]
-            loss_fn = self.loss_fns.get(task.name)
-            if loss_fn is None:
-                terms.append(
-                    task_loss(
-                        task, output, enc.target, enc.observed, pos_weight=pos_weights[task.name]
-                    )
-                )
-            else:
-                terms.append(loss_fn(task, output, enc.target, enc.observed))
-        return outputs, terms
-
     def fit(
         self,
         model: MultiTaskModel,
@@ -166,18 +138,18 @@ class Trainer:
         self.weighting = weighting
         params = [*model.parameters(), *weighting.parameters()]
         optimizer = _optimizer(config, params)
-        pos_weights = _pos_weights(model.tasks, device)
+        plan = self._plan(model, device)
+        train = plan.pack(train)
+        validation = plan.pack(validation) if validation is not None else None
         stopper = _Stopper(config.early_stopping, validation is not None)
         show = config.progress if config.progress is not None else sys.stderr.isatty()
         epochs = tqdm(range(1, config.epochs + 1), disable=not show, desc="train", unit="epoch")
         for epoch in epochs:
             start = time.perf_counter()
             row = {"epoch": float(epoch)}
-            row.update(
-                self._train_epoch(model, train, optimizer, weighting, pos_weights, generator)
-            )
+            row.update(self._train_epoch(model, train, optimizer, weighting, plan, generator))
             if validation is not None:
-                row.update(self.evaluate(model, validation, prefix="val"))
+                row.update(self._evaluate(model, validation, plan, prefix="val"))
             row["seconds"] = time.perf_counter() - start
             self.history.append(row)
             epochs.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k.endswith("/loss")})
@@ -192,20 +164,20 @@ class Trainer:
         train: MultiTaskData,
         optimizer: torch.optim.Optimizer,
         weighting: Weighting,
-        pos_weights: Mapping[str, torch.Tensor | None],
+        plan: BatchLoss,
         generator: torch.Generator,
     ) -> dict[str, float]:
         model.train()
         shared = [p for p in model.trunk.parameters() if p.requires_grad]
         n_tasks = len(model.tasks)
-        sums = torch.zeros(n_tasks, dtype=torch.float64, device=train.inputs.device)
+        sums = torch.zeros(n_tasks, device=train.inputs.device)
         counts = torch.zeros_like(sums)
         kept: list[tuple[MultiTaskData, dict[str, torch.Tensor]]] = []
         cosines: list[torch.Tensor] = []
         for batch in train.batches(self.config.batch_size, generator=generator):
-            outputs, terms = self._terms(model, batch, pos_weights)
-            batch_counts = torch.stack([t.count for t in terms])
-            losses = torch.stack([t.mean() for t in terms])
+            outputs = model(batch.inputs)
+            batch_sums, batch_counts = plan(outputs, batch)
+            losses = batch_sums / batch_counts.clamp(min=1)
             if len(cosines) < self.config.conflict_batches:
                 cosines.append(gradient_cosines(task_gradients(losses, batch_counts, shared)))
             optimizer.zero_grad(set_to_none=True)
@@ -215,12 +187,10 @@ class Trainer:
             optimizer.step()
             if weighting.needs_losses_after_step:
                 with torch.no_grad():
-                    after = torch.stack(
-                        [t.mean() for t in self._terms(model, batch, pos_weights)[1]]
-                    )
-                weighting.after_step(after, batch_counts)
-            sums += torch.stack([t.sum.detach() for t in terms]).double()
-            counts += batch_counts.detach().double()
+                    after_sums, _ = plan(model(batch.inputs), batch)
+                weighting.after_step(after_sums / batch_counts.clamp(min=1), batch_counts)
+            sums += batch_sums.detach()
+            counts += batch_counts
             if self.config.train_metrics:
                 kept.append((batch, {k: v.detach() for k, v in outputs.items()}))
         epoch_losses = (sums / counts.clamp(min=1)).float()
@@ -228,12 +198,13 @@ class Trainer:
         row = _loss_row("train", model.tasks, epoch_losses, weighting.current_weights())
         if kept:
             outputs = {t.name: torch.cat([o[t.name] for _, o in kept]) for t in model.tasks}
+            seen = [plan.unpack(b.labels) for b, _ in kept]
             labels = {
                 name: (
-                    torch.cat([b.labels[name].target for b, _ in kept]),
-                    torch.cat([b.labels[name].observed for b, _ in kept]),
+                    torch.cat([s[name].target for s in seen]),
+                    torch.cat([s[name].observed for s in seen]),
                 )
-                for name in train.labels
+                for name in seen[0]
             }
             row.update(_metric_row("train", model.tasks, outputs, labels))
         for task, weight in zip(model.tasks, weighting.current_weights().tolist(), strict=True):
@@ -242,29 +213,30 @@ class Trainer:
             row.update(cosine_row(model.task_names, torch.stack(cosines).nanmean(dim=0)))
         return row
 
-    @torch.no_grad()
+    def _plan(self, model: MultiTaskModel, device: torch.device) -> BatchLoss:
+        pos_weights = _pos_weights(model.tasks, device)
+        return BatchLoss(
+            model.tasks, loss_fns=self.loss_fns, pos_weights=pos_weights, device=device
+        )
+
     def evaluate(
-        self, model: MultiTaskModel, data: MultiTaskData, *, prefix: str
+        self, model: MultiTaskModel, data: MultiTaskData, *, prefix: str = "val"
     ) -> dict[str, float]:
         """Per-task losses (mean over observed labels) and metrics over all of ``data``."""
         device = next(model.parameters()).device
+        plan = self._plan(model, device)
+        return self._evaluate(model, plan.pack(data.to(device)), plan, prefix=prefix)
+
+    @torch.no_grad()
+    def _evaluate(
+        self, model: MultiTaskModel, data: MultiTaskData, plan: BatchLoss, *, prefix: str
+    ) -> dict[str, float]:
         outputs = raw_outputs(model, data.inputs, batch_size=max(self.config.batch_size, 1024))
-        pos_weights = _pos_weights(model.tasks, device)
-        losses = []
-        for task in model.tasks:
-            if task.name not in data.labels:
-                losses.append(float("nan"))
-                continue
-            enc = data.labels[task.name]
-            loss_fn = self.loss_fns.get(task.name)
-            args = (task, outputs[task.name], enc.target, enc.observed)
-            term = (
-                loss_fn(*args) if loss_fn else task_loss(*args, pos_weight=pos_weights[task.name])
-            )
-            losses.append(float(term.mean()) if term.count > 0 else float("nan"))
+        sums, counts = plan(outputs, data)
+        losses = torch.where(counts > 0, sums / counts.clamp(min=1), float("nan"))
         weights = self.weighting.current_weights() if self.weighting is not None else None
-        row = _loss_row(prefix, model.tasks, torch.tensor(losses), weights)
-        labels = {n: (e.target, e.observed) for n, e in data.labels.items()}
+        row = _loss_row(prefix, model.tasks, losses, weights)
+        labels = {n: (e.target, e.observed) for n, e in plan.unpack(data.labels).items()}
         row.update(_metric_row(prefix, model.tasks, outputs, labels))
         return row
 
