@@ -83,7 +83,7 @@ def fit(
     standardize: bool = True,
     feature_names: Sequence[str] | None = None,
     config: TrainConfig | None = None,
-    weighting: Weighting | None = None,
+    weighting: Weighting | str | None = None,
     loss_fns: Mapping[str, LossFn] | None = None,
     **settings: Any,
 ) -> FitResult:
@@ -91,9 +91,14 @@ def fit(
 
     Missing labels are NaN / None / empty / the task's sentinel (see `taskmask.masking`).
     ``trunk`` is an `MLPConfig` (default) or any ``nn.Module`` mapping ``(N, *input_shape)`` to
-    features. ``settings`` override fields of ``config`` (e.g. ``epochs=20, lr=1e-2``).
+    features. ``weighting`` is a registered name (see `taskmask.weighting.WEIGHTINGS`; options
+    go in ``weighting_options``) or a `Weighting` instance. ``settings`` override fields of
+    ``config`` (e.g. ``epochs=20, lr=1e-2``).
     Validation data is ``validation`` or a seeded ``validation_split`` of the training rows.
     """
+    if isinstance(weighting, str):
+        settings = {**settings, "weighting": weighting}
+        weighting = None
     try:
         config = TrainConfig.model_validate({**(config or TrainConfig()).model_dump(), **settings})
     except ValidationError as error:

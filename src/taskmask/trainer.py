@@ -194,8 +194,8 @@ class Trainer:
             if self.config.train_metrics:
                 kept.append((batch, {k: v.detach() for k, v in outputs.items()}))
         epoch_losses = (sums / counts.clamp(min=1)).float()
-        weighting.end_epoch(epoch_losses)
-        row = _loss_row("train", model.tasks, epoch_losses, weighting.current_weights())
+        used = weighting.current_weights()  # the weights this epoch trained with
+        row = _loss_row("train", model.tasks, epoch_losses, used)
         if kept:
             outputs = {t.name: torch.cat([o[t.name] for _, o in kept]) for t in model.tasks}
             seen = [plan.unpack(b.labels) for b, _ in kept]
@@ -207,8 +207,9 @@ class Trainer:
                 for name in seen[0]
             }
             row.update(_metric_row("train", model.tasks, outputs, labels))
-        for task, weight in zip(model.tasks, weighting.current_weights().tolist(), strict=True):
+        for task, weight in zip(model.tasks, used.tolist(), strict=True):
             row[f"weight/{task.name}"] = weight
+        weighting.end_epoch(epoch_losses)
         if cosines:
             row.update(cosine_row(model.task_names, torch.stack(cosines).nanmean(dim=0)))
         return row
