@@ -16,11 +16,12 @@ import pytest
 import torch
 import yaml
 
-import taskmask.cli as cli
-from taskmask.cli import main, train_run
+import taskmask.runs as runs
+from taskmask.cli import main
 from taskmask.config import load_config
 from taskmask.persistence import load_model
 from taskmask.predict import raw_outputs
+from taskmask.runs import train_run
 
 FEATURES = ["x0", "x1", "x2"]
 SMALL_TRAINING = {"epochs": 2, "batch_size": 64, "lr": 0.01, "seed": 0}
@@ -376,7 +377,7 @@ def test_bad_input_exits_2_naming_the_culprit_before_training(
         spoil = {}
     config = write_config(workdir, spoil if isinstance(spoil, str) else config_dict(**spoil))
     fits: list[Any] = []
-    monkeypatch.setattr(cli, "fit", lambda *a, **k: fits.append(a) or pytest.fail("trained"))
+    monkeypatch.setattr(runs, "fit", lambda *a, **k: fits.append(a) or pytest.fail("trained"))
     code, out, err = run_cli(capsys, "train", "--config", config, "--out", workdir / "run")
     assert code == 2 and out == "" and fits == []
     assert err.startswith("taskmask train: error: ") and "Traceback" not in err

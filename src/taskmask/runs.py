@@ -1,0 +1,187 @@
+"""Training runs from a run config: read and check every file, train, write the run directory.
+
+A run directory holds ``model.safetensors`` + ``model.json``, the resolved ``config.yaml``
+(absolute data paths, label and class names filled in), ``metrics.json``
+(``{"validation"|"test": {task: {metric: value}}}``), ``history.csv``, ``plots/*.png`` and the
+training labels' coverage (``coverage.csv``, ``co_observed.csv``). It is written atomically:
+nothing is left behind when anything fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from taskmask.api import FitResult, evaluate, fit, resolve_tasks
+from taskmask.config import RunConfig, load_config
+from taskmask.coverage import Coverage, label_coverage
+from taskmask.data import MultiTaskData, make_data, split
+from taskmask.errors import TaskmaskError
+from taskmask.metrics import MetricValue, to_jsonable
+from taskmask.model import MultiTaskModel
+from taskmask.persistence import atomic_directory, load_model, write_model_files
+from taskmask.predict import tune_thresholds
+from taskmask.tables import Dataset, read_dataset
+from taskmask.tasks import Task
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+PLOTS_DIR = "plots"
+COVERAGE_FILE = "coverage.csv"
+CO_OBSERVED_FILE = "co_observed.csv"
+
+Metrics = dict[str, dict[str, MetricValue]]
+
+
+@dataclass
+class TrainRun:
+    """What `train_run` produced: the fit, the resolved config, the metrics it wrote."""
+
+    fit: FitResult
+    config: RunConfig
+    metrics: dict[str, Metrics]
+    coverage: Coverage
+
+
+def _rows_of(shape: Sequence[int]) -> str:
+    return f"(N, {', '.join(map(str, shape))})"
+
+
+def _check_part(
+    part: Dataset, tasks: Sequence[Task], shape: Sequence[int], *, train: bool
+) -> MultiTaskData:
+    """Encode a file's labels once, so that label errors name the file; check its shape."""
+    if tuple(part.inputs.shape[1:]) != tuple(shape):
+        raise TaskmaskError(
+            f"{part.path}: features of shape {_rows_of(part.inputs.shape[1:])}; expected "
+            f"{_rows_of(shape)} as in the training file"
+        )
+    data = make_data(
+        part.inputs, part.labels, tasks, source=str(part.path), feature_names=part.feature_names
+    )
+    empty = [name for name, count in data.n_observed().items() if count == 0]
+    if train and empty:
+        raise TaskmaskError(
+            f"{part.path}: tasks {empty} have no observed label at all; every task needs "
+            "at least one (check the column names and the missing-value encoding)"
+        )
+    return data
+
+
+def _split(part: Dataset, fraction: float, *, seed: int) -> tuple[Dataset, Dataset]:
+    """The rows that ``fit(validation_split=fraction, seed=seed)`` trains on and holds out."""
+    rows = MultiTaskData(torch.arange(len(part))[:, None], {})
+    kept, held = split(rows, fraction, generator=torch.Generator().manual_seed(seed))
+    return part.take(kept.inputs[:, 0].numpy()), part.take(held.inputs[:, 0].numpy())
+
+
+def part_metrics(model: MultiTaskModel, part: Dataset) -> Metrics:
+    return evaluate(model, part.inputs, part.labels, source=str(part.path))
+
+
+def _write_run(directory: Path, run: TrainRun) -> None:
+    from taskmask.plots import plot_history
+
+    write_model_files(run.fit.model, directory)
+    run.coverage.labels.to_csv(directory / COVERAGE_FILE, index=False)
+    run.coverage.co_observed.to_csv(directory / CO_OBSERVED_FILE)
+    (directory / CONFIG_FILE).write_text(run.config.to_yaml(), encoding="utf-8")
+    metrics = {
+        part: {task: to_jsonable(values) for task, values in by_task.items()}
+        for part, by_task in run.metrics.items()
+    }
+    (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    run.fit.history.to_csv(directory / HISTORY_FILE, index=False)
+    plot_history(run.fit.history, directory / PLOTS_DIR)
+
+
+def train_run(
+    config: RunConfig,
+    out_dir: Path,
+    *,
+    progress: bool | None = None,
+    report: Callable[[str], None] | None = None,
+) -> TrainRun:
+    """Read every file, check every label, train, then write run directory ``out_dir``
+    atomically (replacing it). Nothing is written when anything fails. ``report`` receives
+    the training data's label coverage before training starts."""
+    data = config.data
+    targets = {spec.name: spec.source for spec in config.tasks}
+    train = read_dataset(data.train, feature_names=data.features, targets=targets)
+    others = {
+        name: read_dataset(path, feature_names=data.features, targets=targets)
+        for name, path in (("validation", data.validation), ("test", data.test))
+        if path is not None
+    }
+    tasks = resolve_tasks(config.task_list(), train.labels)
+    for part in others.values():
+        _check_part(part, tasks, train.inputs.shape[1:], train=False)
+    coverage = label_coverage(_check_part(train, tasks, train.inputs.shape[1:], train=True), tasks)
+    if report is not None:
+        report(coverage.to_text())
+    if "validation" not in others and data.split_fraction > 0:
+        train, others["validation"] = _split(train, data.split_fraction, seed=config.training.seed)
+    validation = others.get("validation")
+    result = fit(
+        train.inputs,
+        train.labels,
+        tasks,
+        trunk=config.model.trunk,
+        validation=None if validation is None else (validation.inputs, validation.labels),
+        standardize=config.standardize,
+        feature_names=train.feature_names,
+        config=config.train_config(progress=progress),
+    )
+    model = result.model
+    if config.tune_thresholds and validation is not None:
+        source = str(validation.path)
+        tune_thresholds(
+            model, make_data(validation.inputs, validation.labels, model.tasks, source=source)
+        )
+    metrics: dict[str, Metrics] = {
+        name: part_metrics(model, others[name]) for name in ("validation", "test") if name in others
+    }
+    run = TrainRun(result, config.resolved(model.tasks), metrics, coverage)
+    atomic_directory(Path(out_dir), lambda tmp: _write_run(tmp, run))
+    return run
+
+
+def open_run(run_dir: Path) -> tuple[RunConfig, MultiTaskModel]:
+    model = load_model(run_dir)
+    return load_config(Path(run_dir) / CONFIG_FILE), model
+
+
+def read_for_model(
+    config: RunConfig, model: MultiTaskModel, path: Path, *, with_labels: bool
+) -> Dataset:
+    specs = [spec for spec in config.tasks if spec.name in model.task_names]
+    targets = {spec.name: spec.source for spec in specs} if with_labels else {}
+    part = read_dataset(path, feature_names=config.data.features, targets=targets)
+    if tuple(part.inputs.shape[1:]) != model.input_shape:
+        raise TaskmaskError(
+            f"{path}: features of shape {_rows_of(part.inputs.shape[1:])}; the model takes "
+            f"{_rows_of(model.input_shape)}"
+        )
+    return part
+
+
+def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` (no index) to ``path`` through a temporary file and `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            frame.to_csv(file, index=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
