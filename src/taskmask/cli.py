@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from taskmask.config import format_validation_error, load_config, yaml_problem
 from taskmask.errors import TaskmaskError
-from taskmask.metrics import MetricValue, Undefined, to_jsonable
+from taskmask.metrics import MetricValue, Undefined, summary_keys, to_jsonable
 from taskmask.predict import predict, predictions_frame
 from taskmask.runs import (
     open_run,
@@ -43,22 +43,11 @@ def _cell(key: str, value: MetricValue) -> str:
     return f"{value:.4f}"
 
 
-def _summary_keys(values: Mapping[str, MetricValue]) -> list[str]:
-    """Keys without a per-label part; a macro is left out where the plain key is there."""
-    return [
-        key
-        for key in values
-        if "/" not in key
-        and not key.endswith("_n_labels")
-        and not (key.endswith("_macro") and key.removesuffix("_macro") in values)
-    ]
-
-
 def format_metrics(metrics: Mapping[str, Mapping[str, MetricValue]]) -> str:
     """Per task, its summary metrics (no per-label keys) as an aligned text table."""
     rows = [("task", "metric", "value")]
     for task, values in metrics.items():
-        for i, key in enumerate(_summary_keys(values)):
+        for i, key in enumerate(summary_keys(values)):
             rows.append(("" if i else task, key, _cell(key, values[key])))
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows]

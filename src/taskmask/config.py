@@ -6,6 +6,7 @@ data:
   validation: val.csv       # optional; without it, `validation_split` of the training rows
   test: test.csv            # optional; reported in metrics.json, never used for any choice
   validation_split: 0.2     # default 0.2 without a validation file, 0 with one
+  split_seed: 0             # seed of that split; default: training.seed
   features: [x0, x1]        # columns; for NPZ, array keys (a 2-D array gives several columns)
 tasks:                      # each entry: the fields of `taskmask.Task`, plus where its labels are
   - {name: toxic, kind: binary}                               # column defaults to the name
@@ -41,7 +42,9 @@ DEFAULT_VALIDATION_SPLIT = 0.2
 
 
 class DataConfig(BaseModel):
-    """Where the rows come from; ``features`` may be one string (an NPZ array key)."""
+    """Where the rows come from; ``features`` may be one string (an NPZ array key).
+    ``split_seed`` fixes the validation split apart from the training seed (as `compare` does
+    so that every variant and seed sees the same split)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -49,6 +52,7 @@ class DataConfig(BaseModel):
     validation: Path | None = None
     test: Path | None = None
     validation_split: float | None = Field(default=None, ge=0.0, lt=1.0)
+    split_seed: int | None = None
     features: tuple[str, ...] = Field(min_length=1)
 
     @field_validator("features", mode="before")

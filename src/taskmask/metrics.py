@@ -18,7 +18,7 @@ A binary prediction is positive when ``prob >= threshold``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -311,3 +311,14 @@ def higher_is_better(metric_name: str) -> bool:
     """
     base = metric_name.split("/", 1)[0].rsplit(".", 1)[-1].removesuffix("_macro")
     return not any(base == name or base.endswith(f"_{name}") for name in _LOWER_IS_BETTER)
+
+
+def summary_keys(values: Mapping[str, MetricValue]) -> list[str]:
+    """Keys without a per-label part; a macro is left out where the plain key is there."""
+    return [
+        key
+        for key in values
+        if "/" not in key
+        and not key.endswith("_n_labels")
+        and not (key.endswith("_macro") and key.removesuffix("_macro") in values)
+    ]

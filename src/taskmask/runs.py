@@ -87,7 +87,7 @@ def part_metrics(model: MultiTaskModel, part: Dataset) -> Metrics:
     return evaluate(model, part.inputs, part.labels, source=str(part.path))
 
 
-def _write_run(directory: Path, run: TrainRun) -> None:
+def _write_run(directory: Path, run: TrainRun, *, plots: bool) -> None:
     from taskmask.plots import plot_history
 
     write_model_files(run.fit.model, directory)
@@ -100,7 +100,8 @@ def _write_run(directory: Path, run: TrainRun) -> None:
     }
     (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     run.fit.history.to_csv(directory / HISTORY_FILE, index=False)
-    plot_history(run.fit.history, directory / PLOTS_DIR)
+    if plots:
+        plot_history(run.fit.history, directory / PLOTS_DIR)
 
 
 def train_run(
@@ -109,6 +110,7 @@ def train_run(
     *,
     progress: bool | None = None,
     report: Callable[[str], None] | None = None,
+    plots: bool = True,
 ) -> TrainRun:
     """Read every file, check every label, train, then write run directory ``out_dir``
     atomically (replacing it). Nothing is written when anything fails. ``report`` receives
@@ -128,7 +130,8 @@ def train_run(
     if report is not None:
         report(coverage.to_text())
     if "validation" not in others and data.split_fraction > 0:
-        train, others["validation"] = _split(train, data.split_fraction, seed=config.training.seed)
+        seed = config.training.seed if data.split_seed is None else data.split_seed
+        train, others["validation"] = _split(train, data.split_fraction, seed=seed)
     validation = others.get("validation")
     result = fit(
         train.inputs,
@@ -150,7 +153,7 @@ def train_run(
         name: part_metrics(model, others[name]) for name in ("validation", "test") if name in others
     }
     run = TrainRun(result, config.resolved(model.tasks), metrics, coverage)
-    atomic_directory(Path(out_dir), lambda tmp: _write_run(tmp, run))
+    atomic_directory(Path(out_dir), lambda tmp: _write_run(tmp, run, plots=plots))
     return run
 
 
