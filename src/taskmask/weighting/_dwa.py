@@ -18,7 +18,7 @@ def _check_task_vector(name: str, value: torch.Tensor, n_tasks: int) -> None:
 
 class DynamicWeightAverage(Weighting):
     """Liu, Johns & Davison, "End-to-End Multi-Task Learning with Attention", CVPR 2019,
-    https://arxiv.org/abs/1803.10704 (section 3.3, equation 7).
+    https://arxiv.org/abs/1803.10704 (its "Dynamic Weight Average").
 
     For epoch ``e`` the weights are
 
@@ -52,6 +52,10 @@ class DynamicWeightAverage(Weighting):
         >>> [round(w, 4) for w in weighting.current_weights().tolist()]
         [0.8756, 1.1244]
     """
+
+    last_epoch_losses: torch.Tensor
+    previous_epoch_losses: torch.Tensor
+    weights: torch.Tensor
 
     def __init__(self, n_tasks: int, *, temperature: float = 2.0) -> None:
         super().__init__()

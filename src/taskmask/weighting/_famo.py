@@ -20,13 +20,13 @@ class FastAdaptiveMultitaskWeighting(Weighting):
     convex combination of the task gradients (the paper's eq. 11).
 
     After the optimiser step, with the same batch's losses recomputed: ``delta_t =
-    log loss_t(before) - log loss_t(after)``, and the logits move against ``d(z . delta)/d logits
-    + gamma * logits``, so tasks whose loss fell fastest lose weight (eq. 12:
-    ``xi <- xi - lr * (delta + gamma * xi)``).
+    log loss_t(before) - log loss_t(after)``, and ``logits <- logits - lr * (d(z . delta)/d
+    logits + gamma * logits)`` (the paper's eqs. 10 and 12), so the tasks whose log-loss fell
+    fastest lose weight.
 
     A task with ``n_observed == 0`` adds nothing: the softmax runs over the observed tasks only,
     and the other tasks' logits do not move (nor decay). Losses are floored at ``min_loss``
-    before the log. `current_weights` is ``z`` over all tasks.
+    before the log. `current_weights` is ``exp(logits)``.
 
     Args:
         n_tasks: number of tasks (>= 1); logits start at 0.
@@ -40,6 +40,12 @@ class FastAdaptiveMultitaskWeighting(Weighting):
     """
 
     needs_losses_after_step = True
+    logits: torch.Tensor
+    exp_avg: torch.Tensor
+    exp_avg_sq: torch.Tensor
+    steps: torch.Tensor
+    _before: torch.Tensor
+    _observed: torch.Tensor
 
     def __init__(
         self,
@@ -70,26 +76,19 @@ class FastAdaptiveMultitaskWeighting(Weighting):
         self.register_buffer("_before", torch.ones(n_tasks), persistent=False)
         self.register_buffer("_observed", torch.zeros(n_tasks, dtype=torch.bool), persistent=False)
 
-    def _softmax(self, observed: torch.Tensor) -> torch.Tensor:
-        """``softmax`` of the observed tasks' logits, 0 for the others (some must be observed)."""
-        z = self.logits.masked_fill(~observed, -torch.inf).softmax(0)
-        return torch.where(observed, z, torch.zeros_like(z))
-
-    def _floor(self, losses: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """Losses floored at ``min_loss``; 1 (log 0) where unobserved."""
-        return torch.where(observed, losses, torch.ones_like(losses)).clamp(min=self.min_loss)
-
     def forward(self, losses: torch.Tensor, n_observed: torch.Tensor) -> torch.Tensor:
-        observed = n_observed > 0
-        floored = self._floor(losses, observed)
+        observed = n_observed > 0  # indexing: the softmax and sums see the observed tasks only
         if not observed.any():
-            return floored.log().sum()  # a graph-connected 0
-        z = self._softmax(observed).to(losses.dtype)
+            return torch.where(observed, losses, torch.zeros_like(losses)).sum()  # a 0 with a graph
+        floored = losses[observed].clamp(min=self.min_loss)
+        z = self.logits[observed].softmax(0).to(losses.dtype)
         c = 1.0 / (z / floored.detach()).sum()
         return c * (z * floored.log()).sum()
 
     def current_weights(self) -> torch.Tensor:
-        return self.logits.softmax(0)
+        """``exp(logits)``: 1 at the start; a batch's ``z`` is these over the tasks it observes,
+        normalised to sum 1, so a task that is never observed changes no other task's value."""
+        return self.logits.exp()
 
     def backward(
         self, losses: torch.Tensor, n_observed: torch.Tensor, *, shared: Sequence[torch.Tensor]
@@ -104,24 +103,22 @@ class FastAdaptiveMultitaskWeighting(Weighting):
         self._observed.fill_(False)
         if not observed.any():
             return
-        after = self._floor(losses.to(self._before), observed)
-        delta = self._floor(self._before, observed).log() - after.log()  # 0 where unobserved
-        z = self._softmax(observed)
-        grad = z * (delta - (z * delta).sum())  # the softmax's Jacobian^T delta
-        grad = grad + self.gamma * self.logits
+        after = losses[observed].to(self._before).clamp(min=self.min_loss)
+        delta = self._before[observed].log() - after.log()
+        logits = self.logits[observed]
+        z = logits.softmax(0)
+        grad = z * (delta - (z * delta).sum()) + self.gamma * logits  # softmax Jacobian^T delta
         if self.optimizer == "adam":
             grad = self._adam_direction(grad, observed)
-        self.logits.sub_(torch.where(observed, self.lr * grad, torch.zeros_like(grad)))
+        self.logits[observed] = logits - self.lr * grad
 
     def _adam_direction(self, grad: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """Adam's normalised step for the observed tasks (bias-corrected per task)."""
-        (beta1, beta2), keep = _BETAS, ~observed
-        self.steps.add_(observed.to(self.steps))
-        self.exp_avg.copy_(
-            torch.where(keep, self.exp_avg, beta1 * self.exp_avg + (1 - beta1) * grad)
-        )
-        squared = beta2 * self.exp_avg_sq + (1 - beta2) * grad.square()
-        self.exp_avg_sq.copy_(torch.where(keep, self.exp_avg_sq, squared))
-        steps = self.steps.clamp(min=1)
-        mean = self.exp_avg / (1 - beta1**steps)
-        return mean / ((self.exp_avg_sq / (1 - beta2**steps)).sqrt() + _EPS)
+        """Adam's normalised step for the observed tasks, each with its own step count."""
+        (beta1, beta2) = _BETAS
+        steps = self.steps[observed] + 1
+        exp_avg = beta1 * self.exp_avg[observed] + (1 - beta1) * grad
+        exp_avg_sq = beta2 * self.exp_avg_sq[observed] + (1 - beta2) * grad.square()
+        self.steps[observed], self.exp_avg[observed] = steps, exp_avg
+        self.exp_avg_sq[observed] = exp_avg_sq
+        mean = exp_avg / (1 - beta1**steps)
+        return mean / ((exp_avg_sq / (1 - beta2**steps)).sqrt() + _EPS)

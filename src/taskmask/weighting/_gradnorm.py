@@ -13,33 +13,39 @@ from taskmask.weighting._weighting import Weighting
 
 
 class GradNormWeighting(Weighting):
-    """``total = sum_t w_t * loss_t``; after each step the weights take one gradient step on the
-    paper's ``L_grad`` and are renormalised.
+    """``total = sum_t w_t * loss_t``; at each step the weights also take one gradient step on
+    the paper's ``L_grad`` and are renormalised.
 
     Per step, over the tasks observed in the batch: ``G_t = ||grad_W (w_t L_t)||``,
     ``L~_t = L_t / L_t(0)`` with ``L_t(0)`` the task's loss at its first step with
     observations, ``r_t = L~_t / mean(L~)``, ``target_t = mean(G) * r_t ** alpha`` (held
     constant), ``L_grad = sum_t |G_t - target_t|``; then ``w <- w - lr * dL_grad/dw`` and the
-    observed weights are rescaled so that ``sum(w) == n_tasks``. The
-    model gets the gradient of ``sum_t w_t L_t`` with the weights from before the update.
-    Because ``G_t = w_t * ||grad_W L_t||`` is linear in ``w_t``, ``dL_grad/dw_t =
-    sign(G_t - target_t) * ||grad_W L_t||`` exactly: no second-order graph is needed.
+    observed weights are rescaled to their previous sum, so ``sum(w)`` stays ``n_tasks``. The
+    model gets the gradient of ``sum_t w_t L_t`` with the weights from before the update. As
+    ``G_t = w_t * ||grad_W L_t||`` is linear in ``w_t``, ``dL_grad/dw_t = sign(G_t -
+    target_t) * ||grad_W L_t||`` exactly, so no second-order graph is built.
 
     A task with ``n_observed == 0`` adds nothing, is left out of ``mean(G)`` and ``mean(L~)``,
     and keeps its weight. Weights are floored at ``1e-8`` (the paper assumes them positive).
 
     Args:
         n_tasks: number of tasks (>= 1); weights start at 1.
-        alpha: the restoring force towards a common training rate (>= 0; 1.5 in the paper).
-        lr: step size of the weights' own plain gradient step (> 0). The paper gives none;
-            0.025 is the value common implementations use.
+        alpha: strength of the pull towards a common training rate (>= 0; 1.5 is the usual
+            default, the paper tunes it per data set).
+        lr: step size of the weights' own plain gradient step (> 0); 0.025 as in common
+            implementations. The weights are buffers: the trainer's optimiser never sees them.
         layer: ``W`` is ``"last"``, the paper's choice: the last shared weight matrix (a
-            parameter with two or more dimensions; any parameter if there is none) that every
-            observed task's loss reaches, so heads attached to earlier trunk layers move ``W``
-            back to the deepest layer they all share. ``"all"``: every shared parameter,
-            concatenated (costlier: one backward pass through the trunk per task).
+            parameter with two or more dimensions; any parameter if there is none) on which
+            every observed task's gradient is nonzero, so heads attached to earlier trunk layers
+            move ``W`` back to the deepest layer they all share (found at the first steps, then
+            kept; never moved forward again). ``"all"``: every shared parameter, concatenated
+            (costlier: one backward pass through the trunk per task).
         min_loss: floor for the recorded initial losses, which divide (> 0).
     """
+
+    weights: torch.Tensor
+    initial_losses: torch.Tensor
+    has_initial: torch.Tensor
 
     def __init__(
         self,
@@ -65,13 +71,13 @@ class GradNormWeighting(Weighting):
         self.register_buffer("weights", torch.ones(n_tasks))
         self.register_buffer("initial_losses", torch.zeros(n_tasks))
         self.register_buffer("has_initial", torch.zeros(n_tasks, dtype=torch.bool))
-        # Where the search for the last shared layer starts: it only ever moves back, since a
-        # parameter that every task reaches is reached by any subset of them.
+        # (shared parameters, index of W among them): the search for W starts there and only
+        # moves towards the input, as a parameter every task reaches is reached by any subset.
         self._search: tuple[tuple[int, ...], int] | None = None
 
     def forward(self, losses: torch.Tensor, n_observed: torch.Tensor) -> torch.Tensor:
-        terms = self.weights.to(losses.dtype) * losses
-        return torch.where(n_observed > 0, terms, torch.zeros_like(terms)).sum()
+        observed = n_observed > 0  # indexing, so that unobserved tasks are not even summed
+        return (self.weights[observed].to(losses.dtype) * losses[observed]).sum()
 
     def current_weights(self) -> torch.Tensor:
         return self.weights.clone()
@@ -99,17 +105,18 @@ class GradNormWeighting(Weighting):
         candidates = [p for p in shared if p.dim() >= 2] or shared
         key = tuple(id(p) for p in candidates)
         start = self._search[1] if self._search and self._search[0] == key else len(key) - 1
+        fallback = None
         for index in range(start, -1, -1):
-            grads = [_grad(losses[t], [candidates[index]])[0] for t in tasks]
-            if all(g is not None for g in grads):
+            norms = torch.zeros_like(losses)
+            for t in tasks:
+                grad = _grad(losses[t], [candidates[index]])[0]
+                norms[t] = 0.0 if grad is None else grad.norm()
+            if bool((norms[tasks] > 0).all()):
                 self._search = (key, index)
-                norms = torch.zeros_like(losses)
-                norms[tasks] = torch.stack([g.norm() for g in grads if g is not None]).to(norms)
                 return norms
-        raise TaskmaskError(
-            "GradNorm: no shared parameter is reached by the loss of every observed task; "
-            "use layer='all'"
-        )
+            fallback = norms if fallback is None else fallback
+        assert fallback is not None
+        return fallback  # some task has no gradient anywhere: keep the starting layer
 
     @torch.no_grad()
     def _update(self, losses: torch.Tensor, norms: torch.Tensor, observed: torch.Tensor) -> None:
@@ -124,9 +131,7 @@ class GradNormWeighting(Weighting):
         targets = grad_norms.mean() * rates.pow(self.alpha)
         step = torch.sign(grad_norms - targets) * norms  # dL_grad/dw
         updated = (weights - self.lr * step).clamp(min=1e-8)
-        # sum(w) == n_tasks, the unobserved tasks' weights unchanged (no drift over steps)
-        budget = len(self.weights) - self.weights[~observed].to(losses.dtype).sum()
-        updated = updated * (budget / updated.sum())
+        updated = updated * (weights.sum() / updated.sum())  # the observed tasks' share kept
         self.weights[observed] = updated.to(self.weights)
 
 

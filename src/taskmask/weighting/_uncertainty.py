@@ -33,7 +33,7 @@ class UncertaintyWeighting(Weighting):
     use; the paper's classification term ``loss / sigma^2 + log sigma`` (twice the weight) is
     not used, so the weights of all kinds are comparable. At the optimum ``exp(s_t) =
     loss_t``. ``s_t`` is learned rather than ``sigma_t`` because ``exp(-s)`` never divides by
-    zero (the paper's section 3.2 does the same).
+    zero, as the paper recommends.
 
     A task with nothing observed in the batch contributes exactly 0 (not ``0.5 * s_t``) and its
     ``s_t`` gets zero gradient, so it cannot drift towards ``-inf``. ``current_weights()`` is
