@@ -1,4 +1,4 @@
-"""The ``taskmask`` command line: ``train``, ``evaluate``, ``predict`` and ``demo``.
+"""The ``taskmask`` command line: ``train``, ``evaluate``, ``predict``, ``compare``, ``demo``.
 
 An adapter over the Python API (`taskmask.runs`, `taskmask.predict`) with no training logic of
 its own; what a run directory holds is described in `taskmask.runs`. ``train`` prints the
@@ -89,6 +89,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from taskmask.compare import load_compare, run_comparison, summarize, to_markdown
+
+    config = load_compare(args.config)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise TaskmaskError(f"{out}: already exists; pass --overwrite to replace it")
+    results = run_comparison(
+        config, out, progress=not args.quiet and sys.stderr.isatty(), report=print
+    )
+    print(to_markdown(summarize(results)), file=sys.stdout)
+    print(f"wrote {out}", file=sys.stdout)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from taskmask import demo
 
@@ -126,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict_.add_argument("--data", required=True, type=Path, help="CSV, Parquet or NPZ file")
     predict_.add_argument("--output", required=True, type=Path, help="the CSV file to write")
     predict_.set_defaults(handler=_cmd_predict)
+    compare = commands.add_parser("compare", help="several configs side by side over seeds")
+    compare.add_argument("--config", required=True, type=Path, help="the compare file (YAML)")
+    compare.add_argument("--out", required=True, type=Path, help="the directory to write")
+    compare.add_argument("--overwrite", action="store_true", help="replace an existing dir")
+    compare.add_argument("--quiet", action="store_true", help="no progress bar")
+    compare.set_defaults(handler=_cmd_compare)
     demo = commands.add_parser("demo", help="seed 000 reproduced: three losses side by side")
     demo.add_argument("--out", required=True, type=Path, help="the directory to write")
     demo.add_argument("--epochs", type=_positive_int, default=None)
