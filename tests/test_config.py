@@ -86,7 +86,10 @@ def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
             {"tasks": [{"name": "t", "kind": "binary", "colum": "c"}]},
             ["tasks[0] (task 't').colum: unknown key", "did you mean 'column'"],
         ),
-        ({"model": {"trunk": {"hidden": [8, 0]}}}, ["model.trunk.hidden[1]", "greater than or equal to 1"]),
+        (
+            {"model": {"trunk": {"hidden": [8, 0]}}},
+            ["model.trunk.hidden[1]", "greater than or equal to 1"],
+        ),
         ({"training": {"epochs": 0}}, ["training.epochs", "greater than or equal to 1"]),
         ({"training": {"validation_split": 0.1}}, ["set data.validation_split"]),
         ({"training": {"weighting": "magic"}}, ["unknown training.weighting 'magic'", "static"]),
