@@ -55,11 +55,16 @@ def format_metrics(metrics: Mapping[str, Mapping[str, MetricValue]]) -> str:
     return "\n".join(lines)
 
 
+def _check_free(out: Path, *, overwrite: bool) -> None:
+    """Refuse to replace a non-empty ``out`` unless ``--overwrite`` was given."""
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise TaskmaskError(f"{out}: already exists; pass --overwrite to replace it")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     out = Path(args.out)
-    if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise TaskmaskError(f"{out}: already exists; pass --overwrite to replace it")
+    _check_free(out, overwrite=args.overwrite)
     progress = False if args.quiet else config.training.progress
     run = train_run(config, out, progress=progress, report=lambda text: print(text + "\n"))
     for part, metrics in run.metrics.items():
@@ -94,8 +99,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     config = load_compare(args.config)
     out = Path(args.out)
-    if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise TaskmaskError(f"{out}: already exists; pass --overwrite to replace it")
+    _check_free(out, overwrite=args.overwrite)
     results = run_comparison(
         config, out, progress=not args.quiet and sys.stderr.isatty(), report=print
     )

@@ -16,7 +16,8 @@ division.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,22 @@ def _filled(target: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     return torch.where(observed, target, 0)
 
 
+def _elementwise(
+    loss_fn: Callable[..., torch.Tensor],
+    input: torch.Tensor,
+    target: torch.Tensor,
+    observed: torch.Tensor,
+    reduction: Reduction,
+    **options: Any,
+) -> torch.Tensor:
+    """``loss_fn(input, filled target, reduction="none", **options)`` over observed entries of
+    same-shaped ``input`` and ``target``."""
+    _check_shapes(input, target, observed)
+    _check_same(input, target)
+    loss = loss_fn(input, _filled(target, observed), reduction="none", **options)
+    return _reduce(loss, observed, reduction)
+
+
 def masked_binary_cross_entropy_with_logits(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -77,12 +94,14 @@ def masked_binary_cross_entropy_with_logits(
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """BCE from logits over observed entries. Shapes ``(N, k)``; ``pos_weight`` ``(k,)``."""
-    _check_shapes(input, target, observed)
-    _check_same(input, target)
-    loss = F.binary_cross_entropy_with_logits(
-        input, _filled(target, observed), pos_weight=pos_weight, reduction="none"
+    return _elementwise(
+        F.binary_cross_entropy_with_logits,
+        input,
+        target,
+        observed,
+        reduction,
+        pos_weight=pos_weight,
     )
-    return _reduce(loss, observed, reduction)
 
 
 def masked_cross_entropy(
@@ -111,10 +130,7 @@ def masked_mse_loss(
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Squared error over observed entries. Shapes ``(N, k)``."""
-    _check_shapes(input, target, observed)
-    _check_same(input, target)
-    loss = F.mse_loss(input, _filled(target, observed), reduction="none")
-    return _reduce(loss, observed, reduction)
+    return _elementwise(F.mse_loss, input, target, observed, reduction)
 
 
 def masked_l1_loss(
@@ -125,10 +141,7 @@ def masked_l1_loss(
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Absolute error over observed entries. Shapes ``(N, k)``."""
-    _check_shapes(input, target, observed)
-    _check_same(input, target)
-    loss = F.l1_loss(input, _filled(target, observed), reduction="none")
-    return _reduce(loss, observed, reduction)
+    return _elementwise(F.l1_loss, input, target, observed, reduction)
 
 
 def masked_huber_loss(
@@ -140,10 +153,7 @@ def masked_huber_loss(
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Huber loss over observed entries. Shapes ``(N, k)``."""
-    _check_shapes(input, target, observed)
-    _check_same(input, target)
-    loss = F.huber_loss(input, _filled(target, observed), delta=delta, reduction="none")
-    return _reduce(loss, observed, reduction)
+    return _elementwise(F.huber_loss, input, target, observed, reduction, delta=delta)
 
 
 def balanced_pos_weight(target: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
