@@ -15,9 +15,12 @@ from taskmask.persistence import load_model, save_model
 from taskmask.predict import TaskPrediction, predict, predictions_frame, tune_thresholds
 from taskmask.tasks import Task
 from taskmask.trainer import EarlyStopping, TrainConfig, Trainer
-from taskmask.trunks import MLPConfig, MLPTrunk
+from taskmask.trunks import CNN1DConfig, CNN2DConfig, ConvTrunk, MLPConfig, MLPTrunk
 
 __all__ = [
+    "CNN1DConfig",
+    "CNN2DConfig",
+    "ConvTrunk",
     "EarlyStopping",
     "EncodedLabels",
     "FitResult",

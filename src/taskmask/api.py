@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -20,7 +20,7 @@ from taskmask.model import MultiTaskModel
 from taskmask.predict import raw_outputs
 from taskmask.tasks import Task, check_unique_names
 from taskmask.trainer import LossFn, TrainConfig, Trainer
-from taskmask.trunks import MLPConfig, TrunkConfig, build_trunk
+from taskmask.trunks import TRUNK_CONFIGS, MLPConfig, TrunkConfig, build_trunk
 from taskmask.weighting import Weighting
 
 
@@ -54,11 +54,27 @@ def balance_tasks(tasks: Sequence[Task], train: MultiTaskData) -> tuple[Task, ..
     return tuple(resolved)
 
 
-def standardization(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-feature mean and standard deviation over rows; a constant feature gets scale 1."""
-    mean = inputs.mean(dim=0, keepdim=True, dtype=torch.float64)
-    std = inputs.double().std(dim=0, keepdim=True, correction=0)
-    return mean.float(), torch.where(std > 0, std, torch.ones_like(std)).float()
+def standardization(
+    inputs: torch.Tensor, *, per: Literal["feature", "channel"] = "feature"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of ``(N, ...)`` inputs, each of shape ``(1, ...)`` as
+    `MultiTaskModel`'s ``input_mean`` / ``input_scale`` expect; a constant one gets scale 1.
+
+    ``per="feature"``: over rows, for each input position. ``per="channel"``: over rows and
+    positions, for each channel of ``(N, C, ...)`` images or series (zero-padded series and
+    image pixels need this)."""
+    dims = [0]
+    if per == "channel":
+        if inputs.ndim < 3:
+            raise TaskmaskError(
+                f"per-channel statistics need (N, channels, ...) inputs, got {tuple(inputs.shape)}"
+            )
+        dims = [0, *range(2, inputs.ndim)]
+    mean = inputs.mean(dim=dims, keepdim=True, dtype=torch.float64)
+    std = inputs.double().std(dim=dims, keepdim=True, correction=0)
+    scale = torch.where(std > 0, std, torch.ones_like(std))
+    shape = (1, *inputs.shape[1:])
+    return mean.float().expand(shape).contiguous(), scale.float().expand(shape).contiguous()
 
 
 @torch.no_grad()
@@ -80,7 +96,7 @@ def fit(
     *,
     trunk: TrunkConfig | nn.Module | None = None,
     validation: tuple[Any, Mapping[str, Any]] | None = None,
-    standardize: bool = True,
+    standardize: bool | Literal["feature", "channel"] = True,
     feature_names: Sequence[str] | None = None,
     config: TrainConfig | None = None,
     weighting: Weighting | str | None = None,
@@ -90,11 +106,13 @@ def fit(
     """Train a multi-task model on ``inputs`` ``(N, ...)`` and per-task raw ``labels``.
 
     Missing labels are NaN / None / empty / the task's sentinel (see `taskmask.masking`).
-    ``trunk`` is an `MLPConfig` (default) or any ``nn.Module`` mapping ``(N, *input_shape)`` to
-    features. ``weighting`` is a registered name (see `taskmask.weighting.WEIGHTINGS`; options
-    go in ``weighting_options``) or a `Weighting` instance. ``settings`` override fields of
-    ``config`` (e.g. ``epochs=20, lr=1e-2``).
-    Validation data is ``validation`` or a seeded ``validation_split`` of the training rows.
+    ``trunk`` is a trunk config (`MLPConfig`, the default; `CNN1DConfig`, `CNN2DConfig`) or any
+    ``nn.Module`` mapping ``(N, *input_shape)`` to features. ``standardize``: True or
+    ``"feature"`` scales each input position, ``"channel"`` each channel (`standardization`).
+    ``weighting`` is a registered name (see `taskmask.weighting.WEIGHTINGS`; options go in
+    ``weighting_options``) or a `Weighting` instance. ``settings`` override fields of
+    ``config`` (e.g. ``epochs=20, lr=1e-2``). Validation data is ``validation`` or a seeded
+    ``validation_split`` of the training rows.
     """
     if isinstance(weighting, str):
         settings = {**settings, "weighting": weighting}
@@ -117,9 +135,10 @@ def fit(
     else:
         val = None
     tasks = balance_tasks(tasks, train)
-    mean, scale = standardization(train.inputs) if standardize else (None, None)
+    per = "feature" if standardize is True else standardize
+    mean, scale = standardization(train.inputs, per=per) if per else (None, None)
     torch.manual_seed(config.seed)
-    if trunk is None or isinstance(trunk, MLPConfig):
+    if trunk is None or isinstance(trunk, TRUNK_CONFIGS):
         trunk = build_trunk(trunk or MLPConfig(), train.input_shape)
     model = MultiTaskModel(
         trunk,

@@ -99,10 +99,14 @@ class BatchLoss:
     def __call__(
         self, outputs: Mapping[str, torch.Tensor], batch: MultiTaskData
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        terms = [self._single(task, outputs[task.name], batch) for _, task in self.single]
+        if not self.packed:  # every task on its own, in task order: no scatter needed
+            sums = torch.stack([t.sum for t in terms])
+            return sums, torch.stack([t.count for t in terms]).detach()
         first = next(iter(outputs.values()))
         sums = first.new_zeros(len(self.tasks))
         counts = first.new_zeros(len(self.tasks))
-        if self.packed and PACKED in batch.labels:
+        if PACKED in batch.labels:
             block = batch.labels[PACKED]
             logits = torch.cat([outputs[t.name] for t in self.packed], dim=1)
             loss = masked_binary_cross_entropy_with_logits(
@@ -110,7 +114,6 @@ class BatchLoss:
             )
             sums = sums.index_add(0, self.column_task, loss.sum(0))
             counts = counts.index_add(0, self.column_task, block.observed.sum(0).to(counts.dtype))
-        terms = [self._single(task, outputs[task.name], batch) for _, task in self.single]
         if terms:
             sums = sums.index_add(0, self.single_task, torch.stack([t.sum for t in terms]))
             counts = counts.index_add(0, self.single_task, torch.stack([t.count for t in terms]))

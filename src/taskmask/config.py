@@ -13,7 +13,7 @@ tasks:                      # each entry: the fields of `taskmask.Task`, plus wh
   - {name: scene, kind: multilabel, columns: [sea, sunset]}   # labels default to the columns
   - {name: color, kind: multiclass, column: colour}
 model:
-  trunk: {hidden: [64, 64], dropout: 0.1}                     # `taskmask.MLPConfig`
+  trunk: {hidden: [64, 64], dropout: 0.1}   # `taskmask.MLPConfig`; `type: cnn1d` / `cnn2d` for CNNs
 training: {epochs: 20, lr: 0.01, batch_size: 256, seed: 0}    # `taskmask.TrainConfig`
 standardize: true           # scale features by their training mean and standard deviation
 tune_thresholds: false      # fit per-label thresholds (max F1) on the validation data
@@ -31,12 +31,20 @@ from pathlib import Path
 from typing import Any, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from taskmask.errors import TaskmaskError
 from taskmask.tasks import Task, check_unique_names
 from taskmask.trainer import TrainConfig
-from taskmask.trunks import MLPConfig
+from taskmask.trunks import MLPConfig, TrunkConfig
 
 DEFAULT_VALIDATION_SPLIT = 0.2
 
@@ -139,11 +147,12 @@ class TaskSpec(Task):
 
 
 class ModelSettings(BaseModel):
-    """The network: its trunk (a `taskmask.MLPConfig`)."""
+    """The network: its trunk (`taskmask.trunks.TrunkConfig`, picked by ``type``; an MLP
+    without one)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    trunk: MLPConfig = MLPConfig()
+    trunk: TrunkConfig = MLPConfig()
 
 
 class RunConfig(BaseModel):
@@ -256,12 +265,26 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _tagged_member(annotation: Any, tag: str) -> type[BaseModel] | None:
+    """The member ``Annotated[X, Tag(tag)]`` of a tagged union, which pydantic names ``tag``
+    in error locations (``model.trunk.cnn1d.pool``)."""
+    args = get_args(annotation)
+    if any(isinstance(arg, Tag) and arg.tag == tag for arg in args[1:]):
+        return _model_in(args[0])
+    for arg in args:
+        found = _tagged_member(arg, tag)
+        if found is not None:
+            return found
+    return None
+
+
 def _locate(loc: Sequence[int | str], raw: Any) -> tuple[str, type[BaseModel] | None]:
     """The YAML path of a pydantic error location, and the model of the mapping it ends in.
 
-    Union-member parts that pydantic adds (``float``, ``tuple[float, ...]``) are left out.
+    Union-member parts that pydantic adds (``float``, ``tuple[float, ...]``, tags) are left out.
     """
     model: type[BaseModel] | None = RunConfig
+    annotation: Any = None
     path, node = "", raw
     for i, part in enumerate(loc):
         if isinstance(part, int):
@@ -271,11 +294,16 @@ def _locate(loc: Sequence[int | str], raw: Any) -> tuple[str, type[BaseModel] | 
                 path += f" (task {node['name']!r})"
             continue
         field = model.model_fields.get(part) if model is not None else None
+        member = _tagged_member(annotation, part) if field is None else None
+        if member is not None:
+            model = member
+            continue
         if field is None and not (model is not None and i == len(loc) - 1):
             break
         path += f".{part}" if path else part
         node = node.get(part) if isinstance(node, dict) else None
         parent, model = model, _model_in(field.annotation) if field is not None else None
+        annotation = field.annotation if field is not None else None
         if field is None:
             return path, parent
     return path or "(top level)", model

@@ -13,6 +13,12 @@ from taskmask.errors import TaskmaskError
 from taskmask.tasks import Task, check_unique_names
 
 
+def _as_vector(out: torch.Tensor) -> torch.Tensor:
+    """``(N, d)`` as is; a channel-first feature map ``(N, C, *positions)`` averaged over its
+    positions, so a head on a convolutional block sees ``C`` features, not ``C x H x W``."""
+    return out if out.ndim <= 2 else out.mean(dim=tuple(range(2, out.ndim)))
+
+
 def _capture(store: dict[str, torch.Tensor], name: str, _m: nn.Module, _i: Any, out: Any) -> None:
     store[name] = out
 
@@ -22,9 +28,10 @@ class MultiTaskModel(nn.Module):
 
     Outputs are logits ``(N, k)`` for binary (k=1) and multilabel tasks, ``(N, C)`` logits for
     multiclass tasks, ``(N, k)`` values for regression. A task whose ``attach_to`` names a trunk
-    submodule (``dict(trunk.named_modules())`` key) reads that submodule's output, flattened;
-    the others read the trunk's output. Inputs are standardised first with the buffers
-    ``input_mean`` / ``input_scale`` when ``standardize`` (default: when either is given).
+    submodule (``dict(trunk.named_modules())`` key) reads that submodule's output (a feature
+    map globally average-pooled); the others read the trunk's output. Inputs are standardised
+    first with the buffers ``input_mean`` / ``input_scale`` when ``standardize`` (default: when
+    either is given).
     ``feature_names`` names the columns of 1-D inputs (kept for saving and for reading tables
     at prediction time).
     """
@@ -86,7 +93,7 @@ class MultiTaskModel(nn.Module):
         raise TaskmaskError(f"unknown task {name!r}; tasks: {list(self.task_names)}")
 
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Trunk output under key ``""`` plus each attach point's output, flattened to (N, d)."""
+        """Trunk output under key ``""`` plus each attach point's output, as (N, d) vectors."""
         captured: dict[str, torch.Tensor] = {}
         modules = dict(self.trunk.named_modules()) if self._attach_points else {}
         handles = [
@@ -100,7 +107,7 @@ class MultiTaskModel(nn.Module):
         finally:
             for handle in handles:
                 handle.remove()
-        return {name: out.flatten(1) for name, out in captured.items()}
+        return {name: _as_vector(out) for name, out in captured.items()}
 
     def _feature_widths(self) -> dict[str, int]:
         was_training = self.trunk.training

@@ -25,7 +25,7 @@ from taskmask._version import __version__
 from taskmask.errors import TaskmaskError
 from taskmask.model import MultiTaskModel
 from taskmask.tasks import Task
-from taskmask.trunks import MLPTrunk, TrunkConfig, build_trunk
+from taskmask.trunks import TrunkConfig, build_trunk, trunk_config
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -44,10 +44,6 @@ class ModelMeta(BaseModel):
     feature_names: tuple[str, ...] | None = None
     standardize: bool = True
     trunk: TrunkConfig | None = None
-
-
-def _trunk_config(trunk: nn.Module) -> TrunkConfig | None:
-    return trunk.config if isinstance(trunk, MLPTrunk) else None
 
 
 def atomic_directory(target: Path, write: Callable[[Path], None]) -> None:
@@ -82,7 +78,7 @@ def write_model_files(model: MultiTaskModel, directory: Path) -> None:
         input_shape=model.input_shape,
         feature_names=model.feature_names,
         standardize=model.standardize,
-        trunk=_trunk_config(model.trunk),
+        trunk=trunk_config(model.trunk),
     )
     auxiliary = {f"heads.{t.name}." for t in model.tasks if t.auxiliary}
     state = {
