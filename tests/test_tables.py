@@ -120,11 +120,19 @@ def test_npz_arrays_of_different_lengths_are_a_shape_error(tmp_path: Path) -> No
         read_dataset(path, feature_names="X", targets={"t": "y"})
 
 
-def test_a_3d_npz_feature_array_is_a_shape_error(tmp_path: Path) -> None:
+def test_one_3d_npz_feature_array_is_kept_whole(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
-    np.savez(path, X=np.zeros((3, 2, 2)))
+    np.savez(path, X=np.arange(12.0).reshape(3, 2, 2), Z=np.zeros((3, 2, 2)))
+    part = read_dataset(path, feature_names="X", targets={})
+    assert part.inputs.shape == (3, 2, 2) and part.feature_names is None
+    assert part.inputs[2, 1, 1].item() == 11.0
+
+
+def test_a_3d_npz_array_beside_other_features_is_a_shape_error(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((3, 2, 2)), Z=np.zeros((3, 2, 2)))
     with pytest.raises(TaskmaskError, match=r"'X' has shape \(3, 2, 2\)"):
-        read_dataset(path, feature_names="X", targets={})
+        read_dataset(path, feature_names=["X", "Z"], targets={})
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".npz"])

@@ -12,10 +12,11 @@ tasks:                      # each entry: the fields of `taskmask.Task`, plus wh
   - {name: toxic, kind: binary}                               # column defaults to the name
   - {name: scene, kind: multilabel, columns: [sea, sunset]}   # labels default to the columns
   - {name: color, kind: multiclass, column: colour}
+  - {name: std, kind: regression, generator: std, auxiliary: true, weight: 0.1}  # from inputs
 model:
   trunk: {hidden: [64, 64], dropout: 0.1}   # `taskmask.MLPConfig`; `type: cnn1d` / `cnn2d` for CNNs
 training: {epochs: 20, lr: 0.01, batch_size: 256, seed: 0}    # `taskmask.TrainConfig`
-standardize: true           # scale features by their training mean and standard deviation
+standardize: true           # per feature (true, "feature") or per channel ("channel") scaling
 tune_thresholds: false      # fit per-label thresholds (max F1) on the validation data
 ```
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -103,10 +104,14 @@ class DataConfig(BaseModel):
 class TaskSpec(Task):
     """A `Task` plus where its labels are: ``column`` (one column or NPZ array, default the
     task's name) or ``columns`` (several; the labels of a multilabel or regression task default
-    to their names)."""
+    to their names), or ``generator``: a `taskmask.auxiliary` target generator (``std``,
+    ``sum_abs_changes``, ``fourier`` with ``generator_options: {k: 8}``) computed from the
+    inputs once per file, for a regression task."""
 
     column: str | None = None
     columns: tuple[str, ...] | None = Field(default=None, min_length=1)
+    generator: str | None = None
+    generator_options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -126,6 +131,18 @@ class TaskSpec(Task):
         where = f"task {self.name!r}"
         if self.column is not None and self.columns is not None:
             raise ValueError(f"{where}: give column or columns, not both")
+        if self.generator is not None:
+            from taskmask.auxiliary import GENERATORS
+
+            if self.column is not None or self.columns is not None:
+                raise ValueError(f"{where}: a generated target reads no column")
+            if self.kind != "regression":
+                raise ValueError(f"{where}: generated targets are regression targets")
+            if self.generator not in GENERATORS:
+                raise ValueError(
+                    f"{where}: unknown generator {self.generator!r}; choose one of "
+                    f"{sorted(GENERATORS)}"
+                )
         if self.columns is not None and self.kind in ("binary", "multiclass"):
             if len(self.columns) != 1:
                 raise ValueError(
@@ -143,7 +160,8 @@ class TaskSpec(Task):
         return self.columns if self.columns is not None else (self.column or self.name)
 
     def to_task(self) -> Task:
-        return Task.model_validate(self.model_dump(exclude={"column", "columns"}))
+        fields = {"column", "columns", "generator", "generator_options"}
+        return Task.model_validate(self.model_dump(exclude=fields))
 
 
 class ModelSettings(BaseModel):
@@ -164,7 +182,7 @@ class RunConfig(BaseModel):
     tasks: tuple[TaskSpec, ...] = Field(min_length=1)
     model: ModelSettings = ModelSettings()
     training: TrainConfig = TrainConfig()
-    standardize: bool = True
+    standardize: bool | Literal["feature", "channel"] = True
     tune_thresholds: bool = False
 
     @model_validator(mode="after")
@@ -180,6 +198,8 @@ class RunConfig(BaseModel):
                 f"choose one of {sorted(WEIGHTINGS)}"
             )
         for spec in self.tasks:
+            if spec.generator is not None:
+                continue
             shared = sorted(set(self.data.features) & set(_as_tuple(spec.source)))
             if shared:
                 raise ValueError(f"task {spec.name!r}: columns {shared} are also features")
@@ -199,7 +219,7 @@ class RunConfig(BaseModel):
         specs = []
         for spec in self.tasks:
             update: dict[str, Any] = {}
-            if spec.column is None and spec.columns is None:
+            if spec.column is None and spec.columns is None and spec.generator is None:
                 update["column"] = spec.name
             if spec.labels is None and spec.kind != "binary":
                 update["labels"] = by_name[spec.name].output_names

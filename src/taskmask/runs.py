@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from taskmask.api import FitResult, evaluate, fit, resolve_tasks
+from taskmask.auxiliary import auxiliary_targets
 from taskmask.config import RunConfig, load_config
 from taskmask.coverage import Coverage, label_coverage
 from taskmask.data import MultiTaskData, make_data, split
@@ -104,6 +105,21 @@ def _write_run(directory: Path, run: TrainRun, *, plots: bool) -> None:
         plot_history(run.fit.history, directory / PLOTS_DIR)
 
 
+def read_with_generated(
+    config: RunConfig, path: Path, *, tasks: Sequence[str] | None = None
+) -> Dataset:
+    """A data file's features and the labels of ``tasks`` (default: every task of the config),
+    generated targets included."""
+    specs = [spec for spec in config.tasks if tasks is None or spec.name in tasks]
+    targets = {spec.name: spec.source for spec in specs if spec.generator is None}
+    part = read_dataset(path, feature_names=config.data.features, targets=targets)
+    for spec in specs:
+        if spec.generator is not None:
+            generated = auxiliary_targets(part.inputs, spec.generator, **spec.generator_options)
+            part.labels[spec.name] = generated.numpy()
+    return part
+
+
 def train_run(
     config: RunConfig,
     out_dir: Path,
@@ -116,10 +132,9 @@ def train_run(
     atomically (replacing it). Nothing is written when anything fails. ``report`` receives
     the training data's label coverage before training starts."""
     data = config.data
-    targets = {spec.name: spec.source for spec in config.tasks}
-    train = read_dataset(data.train, feature_names=data.features, targets=targets)
+    train = read_with_generated(config, data.train)
     others = {
-        name: read_dataset(path, feature_names=data.features, targets=targets)
+        name: read_with_generated(config, path)
         for name, path in (("validation", data.validation), ("test", data.test))
         if path is not None
     }
@@ -165,9 +180,7 @@ def open_run(run_dir: Path) -> tuple[RunConfig, MultiTaskModel]:
 def read_for_model(
     config: RunConfig, model: MultiTaskModel, path: Path, *, with_labels: bool
 ) -> Dataset:
-    specs = [spec for spec in config.tasks if spec.name in model.task_names]
-    targets = {spec.name: spec.source for spec in specs} if with_labels else {}
-    part = read_dataset(path, feature_names=config.data.features, targets=targets)
+    part = read_with_generated(config, path, tasks=model.task_names if with_labels else ())
     if tuple(part.inputs.shape[1:]) != model.input_shape:
         raise TaskmaskError(
             f"{path}: features of shape {_rows_of(part.inputs.shape[1:])}; the model takes "

@@ -2,7 +2,8 @@
 
 The reader is picked by the file's suffix (``.csv``, ``.parquet`` / ``.pq``, ``.npz``). A CSV or
 Parquet column is one 1-D column; an NPZ array key is 1-D ``(N,)`` or 2-D ``(N, k)`` (k columns,
-named ``key_0 .. key_{k-1}`` as features). In a CSV only an empty cell and the text ``NaN`` /
+named ``key_0 .. key_{k-1}`` as features); one NPZ feature array of 3 or more dimensions
+(series, images) is kept whole. In a CSV only an empty cell and the text ``NaN`` /
 ``nan`` mean "not a number"; any other text stays text, so a class named ``NA`` survives. Labels
 come back raw (NaN, empty, sentinels included): `taskmask.masking` decides what is missing.
 Every problem is a `TaskmaskError` that names the file.
@@ -122,8 +123,14 @@ def _check_rows(table: Table, name: str, values: np.ndarray, n_rows: int, what: 
         )
 
 
-def features(table: Table, names: Sequence[str]) -> tuple[torch.Tensor, list[str]]:
-    """The feature matrix ``(N, n_features)`` float32 and one name per column."""
+def features(table: Table, names: Sequence[str]) -> tuple[torch.Tensor, list[str] | None]:
+    """The feature matrix ``(N, n_features)`` float32 and one name per column; or, for one NPZ
+    array of 3 or more dimensions (series ``(N, C, L)``, images ``(N, C, H, W)``), that array
+    as is, without names."""
+    first = table.column(names[0], what="features")
+    if table.is_npz and len(names) == 1 and first.ndim >= 3:
+        values = _as_number_column(table, names[0], first)
+        return as_inputs(values, source=str(table.path)), None
     blocks, feature_names = [], []
     n_rows = len(table.column(names[0], what="features"))
     for name in names:
@@ -156,7 +163,7 @@ class Dataset:
 
     path: Path
     inputs: torch.Tensor
-    feature_names: list[str]
+    feature_names: list[str] | None
     labels: dict[str, np.ndarray]
 
     def __len__(self) -> int:
