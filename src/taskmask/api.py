@@ -101,6 +101,7 @@ def fit(
     config: TrainConfig | None = None,
     weighting: Weighting | str | None = None,
     loss_fns: Mapping[str, LossFn] | None = None,
+    resume: bool = False,
     **settings: Any,
 ) -> FitResult:
     """Train a multi-task model on ``inputs`` ``(N, ...)`` and per-task raw ``labels``.
@@ -112,7 +113,8 @@ def fit(
     ``weighting`` is a registered name (see `taskmask.weighting.WEIGHTINGS`; options go in
     ``weighting_options``) or a `Weighting` instance. ``settings`` override fields of
     ``config`` (e.g. ``epochs=20, lr=1e-2``). Validation data is ``validation`` or a seeded
-    ``validation_split`` of the training rows.
+    ``validation_split`` of the training rows. With ``checkpoint_dir=...`` a checkpoint is
+    written every epoch, and ``resume=True`` continues from it (see `Trainer.fit`).
     """
     if isinstance(weighting, str):
         settings = {**settings, "weighting": weighting}
@@ -152,7 +154,7 @@ def fit(
     trainer = Trainer(
         config.model_copy(update={"validation_split": 0.0}), weighting=weighting, loss_fns=loss_fns
     )
-    history = trainer.fit(model, train, validation=val)
+    history = trainer.fit(model, train, validation=val, resume=resume)
     return FitResult(model, pd.DataFrame(history), trainer)
 
 

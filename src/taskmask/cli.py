@@ -18,14 +18,17 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from taskmask.config import format_validation_error, load_config, yaml_problem
+from taskmask.config import RunConfig, format_validation_error, load_config, yaml_problem
+from taskmask.distributed import is_main
 from taskmask.errors import TaskmaskError
 from taskmask.metrics import MetricValue, Undefined, summary_keys, to_jsonable
 from taskmask.predict import predict, predictions_frame
 from taskmask.runs import (
+    checkpoint_dir,
     open_run,
     part_metrics,
     read_for_model,
+    resumed_config,
     train_run,
     write_csv_atomically,
 )
@@ -61,15 +64,44 @@ def _check_free(out: Path, *, overwrite: bool) -> None:
         raise TaskmaskError(f"{out}: already exists; pass --overwrite to replace it")
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    out = Path(args.out)
+def _train_target(args: argparse.Namespace) -> tuple[RunConfig, Path]:
+    """The config and run directory of ``train``: a new run, or the one ``--resume`` names."""
+    if args.resume is not None:
+        out = Path(args.resume)
+        if args.out is not None and Path(args.out).resolve() != out.resolve():
+            raise TaskmaskError(f"--resume {out} continues {out}; leave out --out {args.out}")
+        if args.config is None:
+            return resumed_config(out), out
+        if not checkpoint_dir(out).exists():  # nothing to resume: a new run, as without --resume
+            _check_free(out, overwrite=args.overwrite)
+        return load_config(args.config), out
+    if args.config is None or args.out is None:
+        raise TaskmaskError("give --config CONFIG and --out RUN_DIR, or --resume RUN_DIR")
+    config, out = load_config(args.config), Path(args.out)
     _check_free(out, overwrite=args.overwrite)
+    if checkpoint_dir(out).exists() and not args.overwrite:
+        raise TaskmaskError(
+            f"{checkpoint_dir(out)}: holds the checkpoint of an interrupted run; pass "
+            f"--resume {out} to continue it, or --overwrite to start over"
+        )
+    return config, out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    config, out = _train_target(args)
     progress = False if args.quiet else config.training.progress
-    run = train_run(config, out, progress=progress, report=lambda text: print(text + "\n"))
-    for part, metrics in run.metrics.items():
-        print(f"{part} metrics\n{format_metrics(metrics)}\n", file=sys.stdout)
-    print(f"wrote {out}", file=sys.stdout)
+    run = train_run(
+        config,
+        out,
+        progress=progress,
+        report=lambda text: print(text + "\n"),
+        checkpoints=True,
+        resume=args.resume is not None,
+    )
+    if is_main():
+        for part, metrics in run.metrics.items():
+            print(f"{part} metrics\n{format_metrics(metrics)}\n", file=sys.stdout)
+        print(f"wrote {out}", file=sys.stdout)
     return 0
 
 
@@ -129,9 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="taskmask", description="Multi-task learning with missing labels."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = commands.add_parser("train", help="train a model from a YAML run config")
-    train.add_argument("--config", required=True, type=Path, help="the run config (YAML)")
-    train.add_argument("--out", required=True, type=Path, help="the run directory to write")
+    train = commands.add_parser(
+        "train",
+        help="train a model from a YAML run config",
+        description="Train a model. While it trains, a checkpoint of every epoch is kept in "
+        "RUN_DIR.checkpoint (removed once RUN_DIR is written); --resume RUN_DIR continues an "
+        "interrupted run from it. Under torchrun (torchrun --nproc_per_node=N -m taskmask "
+        "train ...) the processes train together and rank 0 writes.",
+    )
+    train.add_argument("--config", type=Path, help="the run config (YAML)")
+    train.add_argument("--out", type=Path, help="the run directory to write")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the interrupted run RUN_DIR from its last checkpoint, with the config "
+        "it started with; with --config, start RUN_DIR if nothing is left to resume (one "
+        "command for torchrun --max_restarts)",
+    )
     train.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_cmd_train)

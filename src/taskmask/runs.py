@@ -5,20 +5,28 @@ A run directory holds ``model.safetensors`` + ``model.json``, the resolved ``con
 (``{"validation"|"test": {task: {metric: value}}}``), ``history.csv``, ``plots/*.png`` and the
 training labels' coverage (``coverage.csv``, ``co_observed.csv``). It is written atomically:
 nothing is left behind when anything fails.
+
+With ``checkpoints=True`` (as ``taskmask train`` runs) the run keeps a checkpoint of every
+epoch in the sibling directory ``RUN_DIR.checkpoint`` (`checkpoint_dir`), with the run's
+``config.yaml``, while it trains; ``resume=True`` continues from it after a crash, and it is
+removed once the run directory is written. Under torchrun only rank 0 writes files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
 import torch
 
+from taskmask import checkpoint, distributed
 from taskmask.api import FitResult, evaluate, fit, resolve_tasks
 from taskmask.auxiliary import auxiliary_targets
 from taskmask.config import RunConfig, load_config
@@ -39,7 +47,24 @@ PLOTS_DIR = "plots"
 COVERAGE_FILE = "coverage.csv"
 CO_OBSERVED_FILE = "co_observed.csv"
 
+CHECKPOINT_SUFFIX = ".checkpoint"
+
 Metrics = dict[str, dict[str, MetricValue]]
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    """Where run ``run_dir`` keeps its checkpoint while it trains: ``RUN_DIR.checkpoint``."""
+    run_dir = Path(run_dir).resolve()
+    return run_dir.with_name(run_dir.name + CHECKPOINT_SUFFIX)
+
+
+def resumed_config(run_dir: Path) -> RunConfig:
+    """The config that the interrupted run ``run_dir`` was started with."""
+    path = checkpoint_dir(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        why = "it has finished" if (Path(run_dir) / CONFIG_FILE).is_file() else "none started"
+        raise TaskmaskError(f"{path}: not found; there is no interrupted run to resume ({why})")
+    return load_config(path)
 
 
 @dataclass
@@ -127,10 +152,20 @@ def train_run(
     progress: bool | None = None,
     report: Callable[[str], None] | None = None,
     plots: bool = True,
+    checkpoints: bool = False,
+    resume: bool = False,
 ) -> TrainRun:
     """Read every file, check every label, train, then write run directory ``out_dir``
-    atomically (replacing it). Nothing is written when anything fails. ``report`` receives
-    the training data's label coverage before training starts."""
+    atomically (replacing it). Nothing is written when anything fails before training.
+    ``report`` receives the training data's label coverage before training starts.
+    ``checkpoints``: keep a checkpoint per epoch in `checkpoint_dir` (``out_dir``); ``resume``:
+    continue from the checkpoint there if an epoch was saved, else start over."""
+    if checkpoints and config.training.checkpoint_dir is not None:
+        raise TaskmaskError(
+            f"training.checkpoint_dir: a run keeps its checkpoint in {checkpoint_dir(out_dir)} "
+            "beside its run directory; leave training.checkpoint_dir out of the config"
+        )
+    directory = checkpoint_dir(out_dir) if checkpoints else config.training.checkpoint_dir
     data = config.data
     train = read_with_generated(config, data.train)
     others = {
@@ -142,12 +177,19 @@ def train_run(
     for part in others.values():
         _check_part(part, tasks, train.inputs.shape[1:], train=False)
     coverage = label_coverage(_check_part(train, tasks, train.inputs.shape[1:], train=True), tasks)
-    if report is not None:
+    if report is not None and distributed.is_main():
         report(coverage.to_text())
     if "validation" not in others and data.split_fraction > 0:
         seed = config.training.seed if data.split_seed is None else data.split_seed
         train, others["validation"] = _split(train, data.split_fraction, seed=seed)
     validation = others.get("validation")
+    # under torchrun, every rank has checked the files and directories before rank 0 writes
+    distributed.setup(config.training.device).barrier()
+    resume = resume and directory is not None and checkpoint.exists(directory)
+    if checkpoints and directory is not None and distributed.is_main():
+        if not resume:
+            shutil.rmtree(directory, ignore_errors=True)  # a stale one is no part of this run
+        _write_atomically(directory / CONFIG_FILE, lambda file: file.write(config.to_yaml()))
     result = fit(
         train.inputs,
         train.labels,
@@ -156,7 +198,10 @@ def train_run(
         validation=None if validation is None else (validation.inputs, validation.labels),
         standardize=config.standardize,
         feature_names=train.feature_names,
-        config=config.train_config(progress=progress),
+        config=config.train_config(progress=progress).model_copy(
+            update={"checkpoint_dir": directory}
+        ),
+        resume=resume,
     )
     model = result.model
     if config.tune_thresholds and validation is not None:
@@ -168,7 +213,10 @@ def train_run(
         name: part_metrics(model, others[name]) for name in ("validation", "test") if name in others
     }
     run = TrainRun(result, config.resolved(model.tasks), metrics, coverage)
-    atomic_directory(Path(out_dir), lambda tmp: _write_run(tmp, run, plots=plots))
+    if distributed.is_main():
+        atomic_directory(Path(out_dir), lambda tmp: _write_run(tmp, run, plots=plots))
+        if checkpoints and directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
     return run
 
 
@@ -191,11 +239,15 @@ def read_for_model(
 
 def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` (no index) to ``path`` through a temporary file and `os.replace`."""
+    _write_atomically(path, lambda file: frame.to_csv(file, index=False))
+
+
+def _write_atomically(path: Path, write: Callable[[IO[str]], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            frame.to_csv(file, index=False)
+            write(file)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -1,46 +1,49 @@
-"""The training loop: masked per-task losses, a weighting, early stopping, a per-epoch history."""
+"""The training loop: masked per-task losses, a weighting, early stopping, a per-epoch history,
+a checkpoint per epoch (`taskmask.checkpoint`), and one process or several under torchrun
+(`taskmask.distributed`) with the same arithmetic."""
 
 from __future__ import annotations
 
-import copy
-import math
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 from tqdm.auto import tqdm
 
+from taskmask import checkpoint, distributed
 from taskmask.batch_loss import BatchLoss, LossFn
 from taskmask.data import MultiTaskData, split
 from taskmask.diagnostics import cosine_row, gradient_cosines, task_gradients
+from taskmask.distributed import BatchSource, InMemoryBatches, World, resolve_device
+from taskmask.early_stopping import EarlyStopping, Stopper
 from taskmask.errors import TaskmaskError
-from taskmask.metrics import higher_is_better, metric_as_float, task_metrics
+from taskmask.metrics import metric_as_float, task_metrics
 from taskmask.model import MultiTaskModel
 from taskmask.predict import raw_outputs
 from taskmask.tasks import Task
 from taskmask.weighting import Weighting, make_weighting
 
-
-class EarlyStopping(BaseModel):
-    """Stop when ``monitor`` (a history key such as ``val/loss`` or ``val/tox/roc_auc``) has not
-    improved by more than ``min_delta`` for ``patience`` epochs; restore the best weights."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    monitor: str = "val/loss"
-    mode: Literal["auto", "min", "max"] = "auto"
-    patience: int = Field(default=10, ge=1)
-    min_delta: float = Field(default=0.0, ge=0.0)
-    restore_best: bool = True
+__all__ = ["EarlyStopping", "LossFn", "TrainConfig", "Trainer", "resolve_device"]
 
 
 class TrainConfig(BaseModel):
     """Optimisation settings. ``seed`` makes a run repeatable bit for bit on one machine.
     ``conflict_batches`` > 0 records, per epoch, the mean cosine similarity between each pair
-    of task gradients on the trunk over that many batches (``cosine/A/B`` in the history)."""
+    of task gradients on the trunk over that many batches (``cosine/A/B`` in the history).
+
+    ``device``: ``auto`` (CUDA when available; under torchrun each process's own GPU) or a
+    torch device name. ``precision``: ``fp32``, or ``bf16`` to run the model's forward passes
+    under bfloat16 autocast (losses, metrics, weights and optimiser stay float32).
+    ``checkpoint_dir``: where to write a checkpoint at the end of every epoch (None: none;
+    see `taskmask.checkpoint`); ``Trainer.fit(..., resume=True)`` continues from it.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -60,13 +63,8 @@ class TrainConfig(BaseModel):
     conflict_batches: int = Field(default=0, ge=0)
     progress: bool | None = None
     device: str = "auto"
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    checkpoint_dir: Path | None = None
 
 
 def _optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -94,9 +92,42 @@ def _pos_weights(tasks: tuple[Task, ...], device: torch.device) -> dict[str, tor
     return weights
 
 
+def _autocast(device: torch.device, precision: str) -> AbstractContextManager[Any]:
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _forward(net: nn.Module, inputs: torch.Tensor, precision: str) -> dict[str, torch.Tensor]:
+    """The heads' outputs, float32 whatever the autocast computed them in."""
+    with _autocast(inputs.device, precision):
+        outputs: dict[str, torch.Tensor] = net(inputs)
+    if precision == "fp32":
+        return outputs
+    return {name: output.float() for name, output in outputs.items()}
+
+
+@dataclass
+class _Session:
+    """What one `Trainer.fit` call trains with."""
+
+    model: MultiTaskModel
+    net: nn.Module  # ``model``, or its DistributedDataParallel wrapper under torchrun
+    optimizer: torch.optim.Optimizer
+    weighting: Weighting
+    plan: BatchLoss
+    world: World
+    generator: torch.Generator
+
+
 class Trainer:
     """Trains a `MultiTaskModel`; ``loss_fns`` may replace a task's loss (same contract as
-    `taskmask.losses.task_loss`: return ``LossTerm(sum over observed, count)``)."""
+    `taskmask.losses.task_loss`: return ``LossTerm(sum over observed, count)``).
+
+    Under torchrun (``WORLD_SIZE`` > 1) `fit` trains with DistributedDataParallel on the same
+    global batches as one process; see `taskmask.distributed`. Only rank 0 shows progress and
+    writes checkpoints; every rank returns the same history.
+    """
 
     def __init__(
         self,
@@ -116,8 +147,12 @@ class Trainer:
         train: MultiTaskData,
         *,
         validation: MultiTaskData | None = None,
+        resume: bool = False,
     ) -> list[dict[str, float]]:
-        """Train ``model`` in place; returns (and keeps in ``self.history``) one row per epoch."""
+        """Train ``model`` in place; returns (and keeps in ``self.history``) one row per epoch.
+        ``resume``: continue from the checkpoint in ``config.checkpoint_dir`` (the model, the
+        data and the settings but `checkpoint.RESUMABLE_CHANGES` must be the same as when it
+        was written); the result is that of the run it continues, bit for bit on one CPU."""
         config = self.config
         n_observed = train.n_observed()
         missing = [t.name for t in model.tasks if n_observed.get(t.name, 0) == 0]
@@ -127,69 +162,76 @@ class Trainer:
         torch.manual_seed(config.seed)
         if validation is None and config.validation_split > 0:
             train, validation = split(train, config.validation_split, generator=generator)
-        device = resolve_device(config.device)
-        model.to(device)
-        train = train.to(device)
-        validation = validation.to(device) if validation is not None else None
-        weighting = (
-            self.weighting
-            or make_weighting(config.weighting, model.tasks, **config.weighting_options)
-        ).to(device)
-        self.weighting = weighting
-        params = [*model.parameters(), *weighting.parameters()]
-        optimizer = _optimizer(config, params)
-        plan = self._plan(model, device)
-        train = plan.pack(train)
-        validation = plan.pack(validation) if validation is not None else None
-        stopper = _Stopper(config.early_stopping, validation is not None)
-        show = config.progress if config.progress is not None else sys.stderr.isatty()
-        epochs = tqdm(range(1, config.epochs + 1), disable=not show, desc="train", unit="epoch")
-        for epoch in epochs:
+        session = self._session(model, distributed.setup(config.device), generator)
+        world, plan = session.world, session.plan
+        batches = InMemoryBatches(plan.pack(train), config.batch_size, world)
+        validation = plan.pack(validation.to(world.device)) if validation is not None else None
+        stopper = Stopper(config.early_stopping, validation is not None)
+        sizes = {"train": len(train), "validation": 0 if validation is None else len(validation)}
+        done, stopped = self._resume(session, stopper, sizes) if resume else (0, False)
+        if not world.agree(done):
+            raise TaskmaskError(
+                "the processes resumed from different epochs: under torchrun every rank needs "
+                "the same checkpoint directory (shared storage, or a copy on each machine)"
+            )
+        session.net = world.wrap(model)
+        for epoch in self._epochs(world, done, stopped):
             start = time.perf_counter()
             row = {"epoch": float(epoch)}
-            row.update(self._train_epoch(model, train, optimizer, weighting, plan, generator))
+            row.update(self._train_epoch(session, batches))
+            world.broadcast(model.buffers())  # e.g. batch-norm statistics: rank 0's
             if validation is not None:
-                row.update(self._evaluate(model, validation, plan, prefix="val"))
+                row.update(self._evaluate(model, validation, plan, prefix="val", world=world))
             row["seconds"] = time.perf_counter() - start
             self.history.append(row)
-            epochs.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k.endswith("/loss")})
-            if stopper.update(row, model):
+            stopped = stopper.update(row, model)
+            self._save_checkpoint(session, epoch, stopped, stopper, sizes)
+            if stopped:
                 break
         stopper.restore(model)
         return self.history
 
-    def _train_epoch(
-        self,
-        model: MultiTaskModel,
-        train: MultiTaskData,
-        optimizer: torch.optim.Optimizer,
-        weighting: Weighting,
-        plan: BatchLoss,
-        generator: torch.Generator,
-    ) -> dict[str, float]:
+    def _session(self, model: MultiTaskModel, world: World, generator: torch.Generator) -> _Session:
+        model.to(world.device)
+        weighting = (
+            self.weighting
+            or make_weighting(self.config.weighting, model.tasks, **self.config.weighting_options)
+        ).to(world.device)
+        self.weighting = weighting
+        optimizer = _optimizer(self.config, [*model.parameters(), *weighting.parameters()])
+        plan = self._plan(model, world.device)
+        return _Session(model, model, optimizer, weighting, plan, world, generator)
+
+    def _epochs(self, world: World, done: int, stopped: bool) -> Iterable[int]:
+        """Epochs ``done + 1 ...`` (none if the resumed run had stopped early), with a progress
+        bar on rank 0 whose postfix shows the last row's losses."""
+        show = self.config.progress if self.config.progress is not None else sys.stderr.isatty()
+        last = done if stopped else self.config.epochs
+        bar = tqdm(
+            range(done + 1, last + 1),
+            initial=done,
+            total=self.config.epochs,
+            disable=not (show and world.is_main),
+            desc="train",
+            unit="epoch",
+        )
+        for epoch in bar:
+            yield epoch
+            bar.set_postfix(
+                {k: f"{v:.4g}" for k, v in self.history[-1].items() if k.endswith("/loss")}
+            )
+
+    def _train_epoch(self, session: _Session, batches: BatchSource) -> dict[str, float]:
+        model, world, weighting = session.model, session.world, session.weighting
         model.train()
         shared = [p for p in model.trunk.parameters() if p.requires_grad]
-        n_tasks = len(model.tasks)
-        sums = torch.zeros(n_tasks, device=train.inputs.device)
+        sums = torch.zeros(len(model.tasks), device=world.device)
         counts = torch.zeros_like(sums)
         kept: list[tuple[MultiTaskData, dict[str, torch.Tensor]]] = []
         cosines: list[torch.Tensor] = []
-        for batch in train.batches(self.config.batch_size, generator=generator):
-            outputs = model(batch.inputs)
-            batch_sums, batch_counts = plan(outputs, batch)
-            losses = batch_sums / batch_counts.clamp(min=1)
-            if len(cosines) < self.config.conflict_batches:
-                cosines.append(gradient_cosines(task_gradients(losses, batch_counts, shared)))
-            optimizer.zero_grad(set_to_none=True)
-            weighting.backward(losses, batch_counts, shared=shared)
-            if self.config.clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_norm)
-            optimizer.step()
-            if weighting.needs_losses_after_step:
-                with torch.no_grad():
-                    after_sums, _ = plan(model(batch.inputs), batch)
-                weighting.after_step(after_sums / batch_counts.clamp(min=1), batch_counts)
-            sums += batch_sums.detach()
+        for batch in batches.epoch(session.generator):
+            outputs, batch_sums, batch_counts = self._step(session, batch, shared, cosines)
+            sums += batch_sums
             counts += batch_counts
             if self.config.train_metrics:
                 kept.append((batch, {k: v.detach() for k, v in outputs.items()}))
@@ -197,22 +239,101 @@ class Trainer:
         used = weighting.current_weights()  # the weights this epoch trained with
         row = _loss_row("train", model.tasks, epoch_losses, used)
         if kept:
-            outputs = {t.name: torch.cat([o[t.name] for _, o in kept]) for t in model.tasks}
-            seen = [plan.unpack(b.labels) for b, _ in kept]
-            labels = {
-                name: (
-                    torch.cat([s[name].target for s in seen]),
-                    torch.cat([s[name].observed for s in seen]),
-                )
-                for name in seen[0]
-            }
-            row.update(_metric_row("train", model.tasks, outputs, labels))
+            row.update(_kept_metrics("train", session, kept))
         for task, weight in zip(model.tasks, used.tolist(), strict=True):
             row[f"weight/{task.name}"] = weight
         weighting.end_epoch(epoch_losses)
         if cosines:
             row.update(cosine_row(model.task_names, torch.stack(cosines).nanmean(dim=0)))
         return row
+
+    def _step(
+        self,
+        session: _Session,
+        batch: MultiTaskData,
+        shared: list[torch.nn.Parameter],
+        cosines: list[torch.Tensor],
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """One optimiser step on a global batch (this process's piece of it); returns this
+        piece's outputs and the global batch's per-task loss sums and observed counts."""
+        s, config = session, self.config
+        with s.world.gradient_sync(s.net, s.weighting):
+            outputs = _forward(s.net, batch.inputs, config.precision)
+            local_sums, local_counts = s.plan(outputs, batch)
+            sums, counts = s.world.sum_losses(local_sums, local_counts)
+            losses = s.world.global_losses(local_sums, sums, counts)
+            if len(cosines) < config.conflict_batches:
+                gradients = s.world.sum(task_gradients(losses, counts, shared))
+                cosines.append(gradient_cosines(gradients))
+            s.optimizer.zero_grad(set_to_none=True)
+            s.weighting.backward(losses, counts, shared=shared)
+        s.world.average_gradients(s.model, s.weighting)
+        if config.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(s.model.parameters(), config.clip_norm)
+        s.optimizer.step()
+        s.world.sync_weighting(s.weighting)
+        if s.weighting.needs_losses_after_step:
+            with torch.no_grad():
+                after, _ = s.plan(_forward(s.model, batch.inputs, config.precision), batch)
+            s.weighting.after_step(s.world.sum(after) / counts.clamp(min=1), counts)
+        return outputs, sums, counts
+
+    def _resume(
+        self, session: _Session, stopper: Stopper, sizes: Mapping[str, int]
+    ) -> tuple[int, bool]:
+        """Load the checkpoint; returns its epoch and whether that run had stopped early."""
+        directory = self.config.checkpoint_dir
+        if directory is None:
+            raise TaskmaskError("resume=True needs a checkpoint_dir in the training config")
+        state = checkpoint.load(directory)
+        source = Path(directory) / checkpoint.INDEX_FILE
+        checkpoint.check_resumable(state.meta, _resumable(self.config), sizes, source)
+        checkpoint.restore_training_state(
+            state,
+            model=session.model,
+            optimizer=session.optimizer,
+            weighting=session.weighting,
+            generator=session.generator,
+            world=session.world,
+            source=source,
+        )
+        stopper.load_state(
+            state.meta["early_stopping"], checkpoint.unprefixed("best.", state.tensors)
+        )
+        self.history = [dict(row) for row in state.meta["history"]]
+        return int(state.meta["epoch"]), bool(state.meta["stopped"])
+
+    def _save_checkpoint(
+        self,
+        session: _Session,
+        epoch: int,
+        stopped: bool,
+        stopper: Stopper,
+        sizes: Mapping[str, int],
+    ) -> None:
+        directory = self.config.checkpoint_dir
+        if directory is None:
+            return
+        state = checkpoint.training_state(
+            model=session.model,
+            optimizer=session.optimizer,
+            weighting=session.weighting,
+            generator=session.generator,
+            world=session.world,
+        )  # on every rank: it gathers their RNG states
+        if session.world.is_main:
+            best_state, early_stopping = stopper.state()
+            state.tensors.update(checkpoint.prefixed("best.", best_state))
+            state.meta.update(
+                epoch=epoch,
+                stopped=stopped,
+                history=self.history,
+                early_stopping=early_stopping,
+                config=_resumable(self.config),
+                n_samples=dict(sizes),
+            )
+            checkpoint.save(directory, state)
+        session.world.barrier()  # no rank goes on (to resume, say) before the commit
 
     def _plan(self, model: MultiTaskModel, device: torch.device) -> BatchLoss:
         pos_weights = _pos_weights(model.tasks, device)
@@ -226,13 +347,26 @@ class Trainer:
         """Per-task losses (mean over observed labels) and metrics over all of ``data``."""
         device = next(model.parameters()).device
         plan = self._plan(model, device)
-        return self._evaluate(model, plan.pack(data.to(device)), plan, prefix=prefix)
+        data = plan.pack(data.to(device))
+        return self._evaluate(model, data, plan, prefix=prefix, world=World(0, 1, device))
 
     @torch.no_grad()
     def _evaluate(
-        self, model: MultiTaskModel, data: MultiTaskData, plan: BatchLoss, *, prefix: str
+        self,
+        model: MultiTaskModel,
+        data: MultiTaskData,
+        plan: BatchLoss,
+        *,
+        prefix: str,
+        world: World,
     ) -> dict[str, float]:
-        outputs = raw_outputs(model, data.inputs, batch_size=max(self.config.batch_size, 1024))
+        """Each process computes the outputs of its piece of ``data``; all get all of them."""
+        piece = data.inputs[world.piece(len(data))]
+        size = max(self.config.batch_size, 1024)
+        with _autocast(data.inputs.device, self.config.precision):
+            # raw_outputs needs a row: an empty piece (fewer rows than processes) runs one
+            local = raw_outputs(model, piece if len(piece) else data.inputs[:1], batch_size=size)
+        outputs = {k: world.gather_rows(v[: len(piece)].float()) for k, v in local.items()}
         sums, counts = plan(outputs, data)
         losses = torch.where(counts > 0, sums / counts.clamp(min=1), float("nan"))
         weights = self.weighting.current_weights() if self.weighting is not None else None
@@ -240,6 +374,29 @@ class Trainer:
         labels = {n: (e.target, e.observed) for n, e in plan.unpack(data.labels).items()}
         row.update(_metric_row(prefix, model.tasks, outputs, labels))
         return row
+
+
+def _resumable(config: TrainConfig) -> dict[str, Any]:
+    """The settings a checkpoint records, to check that a resumed run is the same run."""
+    return config.model_dump(mode="json", fallback=repr)
+
+
+def _kept_metrics(
+    prefix: str, session: _Session, kept: list[tuple[MultiTaskData, dict[str, torch.Tensor]]]
+) -> dict[str, float]:
+    """Metrics over the outputs an epoch computed, on every process's pieces of its batches."""
+    gather = session.world.gather_rows
+    tasks = session.model.tasks
+    outputs = {t.name: gather(torch.cat([o[t.name] for _, o in kept])) for t in tasks}
+    seen = [session.plan.unpack(b.labels) for b, _ in kept]
+    labels = {
+        name: (
+            gather(torch.cat([s[name].target for s in seen])),
+            gather(torch.cat([s[name].observed for s in seen])),
+        )
+        for name in seen[0]
+    }
+    return _metric_row(prefix, tasks, outputs, labels)
 
 
 def _loss_row(
@@ -266,50 +423,3 @@ def _metric_row(
         metrics = task_metrics(task, outputs[task.name], target, observed)
         row.update({f"{prefix}/{task.name}/{k}": metric_as_float(v) for k, v in metrics.items()})
     return row
-
-
-class _Stopper:
-    """Early-stopping bookkeeping: the best monitored value and the weights that gave it."""
-
-    def __init__(self, config: EarlyStopping | None, has_validation: bool) -> None:
-        self.config = config
-        if config is not None and config.monitor.startswith("val/") and not has_validation:
-            raise TaskmaskError(
-                f"early stopping monitors {config.monitor!r} but there is no validation data; "
-                "set validation_split or pass validation data"
-            )
-        self.best = math.nan
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.waited = 0
-
-    def _better(self, value: float) -> bool:
-        assert self.config is not None
-        mode = self.config.mode
-        if mode == "auto":
-            mode = "max" if higher_is_better(self.config.monitor.split("/", 2)[-1]) else "min"
-        if math.isnan(self.best):
-            return True
-        if mode == "max":
-            return value > self.best + self.config.min_delta
-        return value < self.best - self.config.min_delta
-
-    def update(self, row: Mapping[str, float], model: MultiTaskModel) -> bool:
-        """Record an epoch; True when training should stop."""
-        if self.config is None:
-            return False
-        if self.config.monitor not in row:
-            raise TaskmaskError(
-                f"early stopping monitor {self.config.monitor!r} is not in the history; "
-                f"available: {sorted(row)}"
-            )
-        value = row[self.config.monitor]
-        if not math.isnan(value) and self._better(value):
-            self.best, self.waited = value, 0
-            self.best_state = copy.deepcopy(model.state_dict())
-            return False
-        self.waited += 1
-        return self.waited >= self.config.patience
-
-    def restore(self, model: MultiTaskModel) -> None:
-        if self.config is not None and self.config.restore_best and self.best_state is not None:
-            model.load_state_dict(self.best_state)
