@@ -63,3 +63,22 @@ def test_undefined_metric_values_are_gaps_not_zeros() -> None:
     y = np.asarray(train.get_ydata(), dtype=float)
     assert y[0] == pytest.approx(0.6) and math.isnan(y[1]) and y[2] == pytest.approx(0.8)
     assert np.isnan(np.asarray(val.get_ydata(), dtype=float)).all()
+
+
+def test_gradient_cosines_get_their_own_plot(tmp_path: Path) -> None:
+    history = pd.DataFrame(
+        {
+            "epoch": [1.0, 2.0, 3.0],
+            "train/loss": [1.0, 0.8, 0.7],
+            "cosine/a/b": [0.3, float("nan"), -0.1],
+            "cosine/a/c": [0.1, 0.2, 0.2],
+        }
+    )
+    paths = plot_history(history, tmp_path)
+    conflict = tmp_path / "gradient_conflict.png"
+    assert conflict in paths
+    assert conflict.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (
+        plot_history(history.drop(columns=["cosine/a/b", "cosine/a/c"]), tmp_path / "x")[-1].name
+        == "loss.png"
+    )

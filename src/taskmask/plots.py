@@ -84,6 +84,28 @@ def _save(panels: Sequence[tuple[str, str]], history: pd.DataFrame, path: Path) 
     return path
 
 
+def _save_cosines(history: pd.DataFrame, columns: Sequence[str], path: Path) -> Path:
+    """One line per task pair: the cosine of their trunk gradients per epoch."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 3.6))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    figure.subplots_adjust(left=0.12, right=0.7, bottom=0.15, top=0.88)
+    epochs = history["epoch"] if "epoch" in history else pd.Series(range(1, len(history) + 1))
+    for column in columns:
+        values = pd.to_numeric(history[column], errors="coerce")
+        axes.plot(epochs, values, marker=".", label=column.removeprefix("cosine/"))
+    axes.axhline(0.0, color="grey", linewidth=0.8)
+    axes.set_title("gradient cosine on the trunk")
+    axes.set_xlabel("epoch")
+    axes.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
+    axes.grid(alpha=0.3)
+    figure.savefig(path, dpi=100)
+    return path
+
+
 def _file_stem(task: str, used: set[str]) -> str:
     stem = "task_" + (re.sub(r"[^A-Za-z0-9_-]+", "_", task) or "_")
     while stem in used:
@@ -93,8 +115,9 @@ def _file_stem(task: str, used: set[str]) -> str:
 
 
 def plot_history(history: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Write ``loss.png`` (total loss) and one ``task_NAME.png`` per task (its loss and main
-    metric, train and validation) into ``out_dir`` (created if needed); return the paths."""
+    """Write ``loss.png`` (total loss), one ``task_NAME.png`` per task (its loss and main
+    metric, train and validation) and, when the history has ``cosine/A/B`` columns,
+    ``gradient_conflict.png``, into ``out_dir`` (created if needed); return the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [_save([("loss", "total loss")], history, out_dir / "loss.png")]
@@ -105,4 +128,7 @@ def plot_history(history: pd.DataFrame, out_dir: Path) -> list[Path]:
         if metric is not None:
             panels.append((f"{task}/{metric}", f"{task}: {metric}"))
         paths.append(_save(panels, history, out_dir / f"{_file_stem(task, used)}.png"))
+    cosines = [c for c in history.columns if c.startswith("cosine/")]
+    if cosines:
+        paths.append(_save_cosines(history, cosines, out_dir / "gradient_conflict.png"))
     return paths
