@@ -12,12 +12,14 @@ import torch
 from taskmask.errors import TaskmaskError
 from taskmask.metrics import (
     BINARY_METRICS,
+    MULTILABEL_METRICS,
     Undefined,
     binary_metrics,
     fit_thresholds,
     higher_is_better,
     metric_as_float,
     multiclass_metrics,
+    multilabel_metrics,
     regression_metrics,
     task_metrics,
     to_jsonable,
@@ -130,6 +132,88 @@ def test_nothing_observed_gives_no_number_anywhere():
         assert isinstance(result[metric], Undefined)
         assert isinstance(result[f"{metric}_macro"], Undefined)
     assert result["n_observed"] == 0.0
+
+
+def _sklearn_multilabel(probs, target, thresholds):
+    pred = (probs >= np.asarray(thresholds)).astype(int)
+    target = target.astype(int)
+    return {
+        "exact_match": skm.accuracy_score(target, pred),
+        "hamming_loss": skm.hamming_loss(target, pred),
+        "precision_micro": skm.precision_score(target, pred, average="micro"),
+        "recall_micro": skm.recall_score(target, pred, average="micro"),
+        "f1_micro": skm.f1_score(target, pred, average="micro"),
+    }
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_multilabel_matches_sklearn_when_all_observed(seed):
+    probs, target, _ = _binary_data(seed)
+    observed = np.ones_like(target, dtype=bool)
+    thresholds = (0.5, 0.3, 0.6, 0.45)
+    result = multilabel_metrics(probs, target, observed, thresholds=thresholds)
+    for metric, value in _sklearn_multilabel(probs, target, thresholds).items():
+        assert result[metric] == pytest.approx(value, abs=1e-12), metric
+    assert result["n_complete"] == 120.0
+    assert result["n_observed"] == 480.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_multilabel_uses_complete_rows_and_observed_entries_only(seed):
+    probs, target, observed = _binary_data(seed)
+    observed[:10] = True  # at least ten complete rows
+    thresholds = (0.5,) * 4
+    result = multilabel_metrics(probs, target, observed, thresholds=thresholds)
+    complete = observed.all(axis=1)
+    whole = _sklearn_multilabel(probs[complete], target[complete], thresholds)
+    assert result["exact_match"] == pytest.approx(whole["exact_match"], abs=1e-12)
+    assert result["n_complete"] == float(complete.sum())
+    # micro metrics and Hamming loss pool the observed entries, as one long binary label
+    y, p = target[observed], (probs[observed] >= 0.5).astype(float)
+    assert result["hamming_loss"] == pytest.approx(1 - skm.accuracy_score(y, p), abs=1e-12)
+    assert result["precision_micro"] == pytest.approx(skm.precision_score(y, p), abs=1e-12)
+    assert result["recall_micro"] == pytest.approx(skm.recall_score(y, p), abs=1e-12)
+    assert result["f1_micro"] == pytest.approx(skm.f1_score(y, p), abs=1e-12)
+    dirty = multilabel_metrics(
+        _garbage(probs, observed, seed),
+        _garbage(target, observed, seed + 1),
+        observed,
+        thresholds=thresholds,
+    )
+    assert dirty == result
+
+
+def test_multilabel_pinned_values():
+    probs = np.array([[0.9, 0.1, 0.7], [0.2, 0.8, 0.4], [0.6, 0.6, 0.6]])
+    target = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, np.nan, 0.0]])
+    observed = ~np.isnan(target)
+    result = multilabel_metrics(probs, target, observed, thresholds=(0.5, 0.5, 0.5))
+    # complete rows 0 and 1: row 0 exact, row 1 misses its third label
+    assert result["exact_match"] == 0.5
+    assert result["n_complete"] == 2.0
+    # 8 observed entries, 2 wrong: (1, 2) false negative, (2, 2) false positive; tp = 4
+    assert result["hamming_loss"] == 2 / 8
+    assert result["precision_micro"] == pytest.approx(4 / 5, abs=1e-12)
+    assert result["recall_micro"] == pytest.approx(4 / 5, abs=1e-12)
+    assert result["f1_micro"] == pytest.approx(4 / 5, abs=1e-12)
+
+
+def test_multilabel_undefined_cases():
+    probs, target, observed = _binary_data(7)
+    observed[:, 0] = False  # no complete row
+    result = multilabel_metrics(probs, target, observed, thresholds=(1.01,) * 4)
+    assert isinstance(result["exact_match"], Undefined)
+    assert result["n_complete"] == 0.0
+    assert isinstance(result["precision_micro"], Undefined)  # nothing predicted positive
+    assert result["recall_micro"] == 0.0
+    assert isinstance(result["hamming_loss"], float)
+    nothing = multilabel_metrics(probs, target, np.zeros_like(observed), thresholds=(0.5,) * 4)
+    assert all(isinstance(nothing[m], Undefined) for m in MULTILABEL_METRICS)
+    assert nothing["n_observed"] == 0.0
+    with pytest.raises(TaskmaskError, match="thresholds"):
+        multilabel_metrics(probs, target, observed, thresholds=(0.5,))
+    with pytest.raises(TaskmaskError, match=r"\(120, 3\)"):
+        multilabel_metrics(probs[:, :3], target, observed, thresholds=(0.5,) * 3)
 
 
 def _multiclass_data(seed: int, n: int = 150, c: int = 4):

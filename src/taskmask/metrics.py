@@ -33,6 +33,7 @@ from taskmask.tasks import Task
 Array = npt.NDArray[Any]
 
 BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+MULTILABEL_METRICS = ("exact_match", "hamming_loss", "precision_micro", "recall_micro", "f1_micro")
 REGRESSION_METRICS = ("mse", "mae", "r2")
 _LOWER_IS_BETTER = ("loss", "mse", "mae", "hamming")
 
@@ -140,6 +141,54 @@ def binary_metrics(
         for j in range(probs.shape[1])
     ]
     return _per_label(rows, labels, BINARY_METRICS)
+
+
+def multilabel_metrics(
+    probs: Array, target: Array, observed: Array, *, thresholds: Sequence[float]
+) -> dict[str, MetricValue]:
+    """Set-level metrics of a multilabel decision (``prob >= threshold`` per label) on observed
+    entries only; ``probs``, ``target`` (0/1) and ``observed`` (bool) are ``(N, k)``.
+
+    - ``exact_match``: scikit-learn's subset accuracy over the *complete* rows (every label
+      observed): a row with a missing label cannot be judged as a whole, so it is left out;
+      ``n_complete`` counts the rows used;
+    - ``hamming_loss``: the fraction of observed (row, label) entries decided wrongly;
+    - ``precision_micro``, ``recall_micro``, ``f1_micro``: from the true / false positives and
+      false negatives pooled over every observed entry.
+
+    Per-label precision, recall and F1 (and their macros) are `binary_metrics`'.
+    """
+    probs, target, observed = np.asarray(probs), np.asarray(target), np.asarray(observed)
+    _check_same_shape(probs, target, observed)
+    _check_names(thresholds, probs.shape[1], "thresholds")
+    pred = (probs >= np.asarray(thresholds, dtype=np.float64)[None, :]).astype(np.int64)
+    complete = observed.all(axis=1)
+    out: dict[str, MetricValue] = {
+        "exact_match": (
+            float(skm.accuracy_score(target[complete].astype(np.int64), pred[complete]))
+            if complete.any()
+            else Undefined("no row with every label observed")
+        ),
+        "n_complete": float(complete.sum()),
+    }
+    y, p = target[observed].astype(np.int64), pred[observed]
+    if not len(y):
+        none = Undefined("no observed label")
+        return {**out, **dict.fromkeys(MULTILABEL_METRICS[1:], none), "n_observed": 0.0}
+    return {
+        **out,
+        "hamming_loss": float(skm.hamming_loss(y, p)),
+        "precision_micro": _defined(
+            skm.precision_score(y, p, zero_division=np.nan), "nothing predicted positive"
+        ),
+        "recall_micro": _defined(
+            skm.recall_score(y, p, zero_division=np.nan), "no observed positive"
+        ),
+        "f1_micro": _defined(
+            skm.f1_score(y, p, zero_division=np.nan), "no observed or predicted positive"
+        ),
+        "n_observed": float(len(y)),
+    }
 
 
 def _class_report(target: Array, pred: Array, classes: Sequence[str]) -> dict[str, MetricValue]:
