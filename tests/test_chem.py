@@ -159,3 +159,115 @@ def test_missing_rdkit_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(chem).failed == 0
+
+
+# --- SMILES features from a run config (YAML) and the CLI -------------------------------------
+
+
+def _smiles_table(n_rows: int = 60) -> Any:
+    import pandas as pd
+
+    pool = [s for s in SAMPLE if s != "[Na+].[Cl-]"] + ["CCN", "CCCC", "c1ccncc1", "OCCO"]
+    rng = np.random.default_rng(0)
+    smiles = [pool[i % len(pool)] for i in range(n_rows)]
+    smiles[3] = "not a molecule"
+    smiles[7] = "C1CC"  # unclosed ring
+    ring = np.array(["c1" in s or "C1" in s for s in smiles], dtype=float)
+    ring[rng.random(n_rows) < 0.2] = np.nan
+    return pd.DataFrame({"smiles": smiles, "ring": ring, "mass": rng.random(n_rows)})
+
+
+def test_cli_trains_evaluates_and_predicts_from_smiles(tmp_path: Any) -> None:
+    import contextlib
+    import io
+
+    import pandas as pd
+    import yaml
+
+    from taskmask.cli import main
+    from taskmask.persistence import load_model
+
+    _smiles_table().to_csv(tmp_path / "train.csv", index=False)
+    config = {
+        "data": {
+            "train": "train.csv",
+            "features": ["mass"],
+            "smiles": {"column": "smiles", "kind": ["morgan", "morgan_count"], "n_bits": 64},
+            "validation_split": 0.25,
+        },
+        "tasks": [{"name": "ring", "kind": "binary"}],
+        "model": {"trunk": {"hidden": [8]}},
+        "training": {"epochs": 2, "batch_size": 16, "seed": 0},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(
+            [
+                "train",
+                "--config",
+                str(tmp_path / "run.yaml"),
+                "--out",
+                str(tmp_path / "run"),
+                "--quiet",
+            ]
+        )
+    assert code == 0, err.getvalue()
+    assert "2 SMILES could not be featurised" in out.getvalue()
+    assert "row 3: 'not a molecule'" in out.getvalue() and "row 7" in out.getvalue()
+    model = load_model(tmp_path / "run")
+    assert model.input_shape == (64 + 64 + 1,)
+    assert model.feature_names[:2] == ("morgan_0", "morgan_1")
+    assert model.feature_names[64] == "morgan_count_0" and model.feature_names[-1] == "mass"
+
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(
+            [
+                "predict",
+                str(tmp_path / "run"),
+                "--data",
+                str(tmp_path / "train.csv"),
+                "--output",
+                str(tmp_path / "pred.csv"),
+            ]
+        )
+    assert code == 0
+    assert "row 3" in err.getvalue()
+    predictions = pd.read_csv(tmp_path / "pred.csv")
+    assert predictions["row"].tolist() == [r for r in range(60) if r not in (3, 7)]
+
+
+def test_smiles_config_errors_name_the_problem(tmp_path: Any) -> None:
+    from taskmask.config import RunConfig
+
+    with pytest.raises(ValueError, match="give features"):
+        RunConfig.model_validate(
+            {"data": {"train": "t.csv"}, "tasks": [{"name": "a", "kind": "binary"}]}
+        )
+    with pytest.raises(ValueError, match="also a feature"):
+        RunConfig.model_validate(
+            {
+                "data": {"train": "t.csv", "features": ["smiles"], "smiles": {}},
+                "tasks": [{"name": "a", "kind": "binary"}],
+            }
+        )
+    with pytest.raises(ValueError, match="kind"):
+        RunConfig.model_validate(
+            {
+                "data": {"train": "t.csv", "smiles": {"kind": "maccs"}},
+                "tasks": [{"name": "a", "kind": "binary"}],
+            }
+        )
+
+
+def test_a_file_where_no_smiles_parses_is_an_error_naming_it(tmp_path: Any) -> None:
+    import pandas as pd
+
+    from taskmask.chem import SmilesFeatures
+    from taskmask.tables import read_dataset
+
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"smiles": ["xx", "yy"], "a": [0, 1]}).to_csv(path, index=False)
+    with pytest.raises(TaskmaskError, match=r"bad\.csv: no SMILES in column 'smiles'"):
+        read_dataset(path, feature_names=(), targets={"a": "a"}, smiles=SmilesFeatures())

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from taskmask.errors import TaskmaskError
 
@@ -209,3 +210,43 @@ def failure_report(failures: Sequence[SmilesFailure], *, limit: int = 10) -> str
     if len(failures) > limit:
         lines.append(f"  ... and {len(failures) - limit} more")
     return "\n".join(lines)
+
+
+class SmilesFeatures(BaseModel):
+    """Features computed from a SMILES column of a data file (``data.smiles`` in a run config):
+    the settings of `featurize`. Rows whose SMILES do not parse are left out and reported.
+
+    ```yaml
+    data:
+      smiles: {column: smiles, kind: [morgan, descriptors], radius: 2, n_bits: 2048}
+    ```
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str = "smiles"
+    kind: tuple[FeatureKind, ...] = Field(default=("morgan",), min_length=1)
+    radius: int = Field(default=2, ge=0)
+    n_bits: int = Field(default=2048, ge=1)
+    descriptors: tuple[str, ...] | None = None
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _one_kind(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    def featurize(
+        self, smiles: Sequence[Any]
+    ) -> tuple[np.ndarray, np.ndarray, list[SmilesFailure]]:
+        """`featurize` with these settings."""
+        return featurize(
+            smiles,
+            kind=self.kind,
+            radius=self.radius,
+            n_bits=self.n_bits,
+            descriptors=self.descriptors,
+        )
+
+    def feature_names(self) -> list[str]:
+        """The names of the columns `featurize` returns, in order."""
+        return feature_names(self.kind, n_bits=self.n_bits, descriptors=self.descriptors)

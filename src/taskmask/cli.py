@@ -25,6 +25,7 @@ from taskmask.metrics import MetricValue, Undefined, summary_keys, to_jsonable
 from taskmask.predict import predict, predictions_frame
 from taskmask.runs import (
     checkpoint_dir,
+    left_out_report,
     open_run,
     part_metrics,
     read_for_model,
@@ -32,6 +33,7 @@ from taskmask.runs import (
     train_run,
     write_csv_atomically,
 )
+from taskmask.tables import Dataset
 
 EXIT_BAD_INPUT = 2
 
@@ -108,6 +110,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     config, model = open_run(args.run_dir)
     part = read_for_model(config, model, Path(args.data), with_labels=True)
+    _report_left_out(part)
     metrics = part_metrics(model, part)
     if args.json:
         jsonable = {task: to_jsonable(values) for task, values in metrics.items()}
@@ -117,10 +120,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_left_out(part: Dataset) -> None:
+    if part.left_out:
+        print(f"{part.path}: {left_out_report(part)}", file=sys.stderr)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     config, model = open_run(args.run_dir)
     part = read_for_model(config, model, Path(args.data), with_labels=False)
+    _report_left_out(part)
     frame = predictions_frame(predict(model, part.inputs))
+    if part.rows is not None:  # some rows were left out: say which file row each one is
+        frame.insert(0, "row", part.rows)
     write_csv_atomically(frame, Path(args.output))
     print(f"wrote {len(frame)} rows x {frame.shape[1]} columns to {args.output}", file=sys.stdout)
     return 0

@@ -8,6 +8,7 @@ data:
   validation_split: 0.2     # default 0.2 without a validation file, 0 with one
   split_seed: 0             # seed of that split; default: training.seed
   features: [x0, x1]        # columns; for NPZ, array keys (a 2-D array gives several columns)
+  smiles: {column: smiles, kind: morgan, n_bits: 2048}  # optional: features from SMILES
 tasks:                      # each entry: the fields of `taskmask.Task`, plus where its labels are
   - {name: toxic, kind: binary}                               # column defaults to the name
   - {name: scene, kind: multilabel, columns: [sea, sunset]}   # labels default to the columns
@@ -42,6 +43,7 @@ from pydantic import (
     model_validator,
 )
 
+from taskmask.chem import SmilesFeatures
 from taskmask.errors import TaskmaskError
 from taskmask.tasks import Task, check_unique_names
 from taskmask.trainer import TrainConfig
@@ -53,7 +55,9 @@ DEFAULT_VALIDATION_SPLIT = 0.2
 class DataConfig(BaseModel):
     """Where the rows come from; ``features`` may be one string (an NPZ array key).
     ``split_seed`` fixes the validation split apart from the training seed (as `compare` does
-    so that every variant and seed sees the same split)."""
+    so that every variant and seed sees the same split). ``smiles`` computes features from a
+    SMILES column (`taskmask.chem.SmilesFeatures`, needs the ``chem`` extra); they come before
+    the ``features`` columns, which may then be left out."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -62,7 +66,8 @@ class DataConfig(BaseModel):
     test: Path | None = None
     validation_split: float | None = Field(default=None, ge=0.0, lt=1.0)
     split_seed: int | None = None
-    features: tuple[str, ...] = Field(min_length=1)
+    features: tuple[str, ...] = ()
+    smiles: SmilesFeatures | None = None
 
     @field_validator("features", mode="before")
     @classmethod
@@ -76,6 +81,10 @@ class DataConfig(BaseModel):
             raise ValueError(f"features are listed more than once: {repeated}")
         if self.validation is not None and self.validation_split:
             raise ValueError("give a validation file or a validation_split, not both")
+        if not self.features and self.smiles is None:
+            raise ValueError("give features (columns or NPZ arrays), smiles, or both")
+        if self.smiles is not None and self.smiles.column in self.features:
+            raise ValueError(f"the SMILES column {self.smiles.column!r} is also a feature")
         return self
 
     @property

@@ -137,7 +137,9 @@ def read_with_generated(
     generated targets included."""
     specs = [spec for spec in config.tasks if tasks is None or spec.name in tasks]
     targets = {spec.name: spec.source for spec in specs if spec.generator is None}
-    part = read_dataset(path, feature_names=config.data.features, targets=targets)
+    part = read_dataset(
+        path, feature_names=config.data.features, targets=targets, smiles=config.data.smiles
+    )
     for spec in specs:
         if spec.generator is not None:
             generated = auxiliary_targets(part.inputs, spec.generator, **spec.generator_options)
@@ -173,6 +175,10 @@ def train_run(
         for name, path in (("validation", data.validation), ("test", data.test))
         if path is not None
     }
+    if report is not None and distributed.is_main():
+        for part in (train, *others.values()):
+            if part.left_out:
+                report(f"{part.path}: {left_out_report(part)}")
     tasks = resolve_tasks(config.task_list(), train.labels)
     for part in others.values():
         _check_part(part, tasks, train.inputs.shape[1:], train=False)
@@ -235,6 +241,13 @@ def read_for_model(
             f"{_rows_of(model.input_shape)}"
         )
     return part
+
+
+def left_out_report(part: Dataset) -> str:
+    """The rows of ``part``'s file that could not be featurised, one line each (first 10)."""
+    from taskmask.chem import failure_report
+
+    return failure_report(part.left_out)
 
 
 def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:

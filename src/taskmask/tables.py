@@ -14,8 +14,9 @@ from __future__ import annotations
 import difflib
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,9 @@ import torch
 
 from taskmask.data import as_inputs
 from taskmask.errors import TaskmaskError
+
+if TYPE_CHECKING:
+    from taskmask.chem import SmilesFailure, SmilesFeatures
 
 CSV_MISSING = ("", "NaN", "nan")
 TargetSource = str | Sequence[str]
@@ -159,12 +163,16 @@ def labels(table: Table, task: str, source: TargetSource, n_rows: int) -> np.nda
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features, their names and per-task raw labels read from ``path``."""
+    """Features, their names and per-task raw labels read from ``path``. ``left_out`` lists the
+    file's rows that could not be featurised (SMILES that do not parse) and are not here;
+    ``rows`` holds, when some were, the file row of each row here."""
 
     path: Path
     inputs: torch.Tensor
     feature_names: list[str] | None
     labels: dict[str, np.ndarray]
+    left_out: tuple[SmilesFailure, ...] = ()
+    rows: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -176,14 +184,53 @@ class Dataset:
             self.inputs[torch.from_numpy(rows)],
             self.feature_names,
             {name: values[rows] for name, values in self.labels.items()},
+            self.left_out,
+            None if self.rows is None else self.rows[rows],
         )
 
 
+def _smiles_features(
+    table: Table, smiles: SmilesFeatures
+) -> tuple[Table, np.ndarray, list[str], list[SmilesFailure], np.ndarray | None]:
+    """Fingerprints / descriptors of the SMILES column, and the table cut to the rows that
+    parsed (their file rows in the last item; None when every row parsed)."""
+    values = table.column(smiles.column, what="SMILES")
+    if values.ndim != 1:
+        raise TaskmaskError(f"{table.path}: SMILES {smiles.column!r} must be one column")
+    matrix, kept, failures = smiles.featurize(values.tolist())
+    if not failures:
+        return table, matrix, smiles.feature_names(), [], None
+    if len(kept) == 0:
+        raise TaskmaskError(
+            f"{table.path}: no SMILES in column {smiles.column!r} could be featurised "
+            f"(row 0: {failures[0].reason})"
+        )
+    cut = Table(table.path, {name: column[kept] for name, column in table.columns.items()})
+    return cut, matrix, smiles.feature_names(), failures, kept
+
+
 def read_dataset(
-    path: str | Path, *, feature_names: Sequence[str], targets: Mapping[str, TargetSource]
+    path: str | Path,
+    *,
+    feature_names: Sequence[str],
+    targets: Mapping[str, TargetSource],
+    smiles: SmilesFeatures | None = None,
 ) -> Dataset:
-    """Read ``path`` and take its features and, per task name in ``targets``, its labels."""
+    """Read ``path`` and take its features and, per task name in ``targets``, its labels.
+    With ``smiles``, the features computed from its SMILES column come first, followed by the
+    ``feature_names`` columns (which may then be none); rows whose SMILES do not parse are left
+    out (``Dataset.left_out``), never fatal."""
     table = read_table(path)
-    inputs, names = features(table, feature_names)
+    left_out: list[SmilesFailure] = []
+    rows = None
+    if smiles is None:
+        inputs, names = features(table, feature_names)
+    else:
+        table, matrix, names, left_out, rows = _smiles_features(table, smiles)
+        if feature_names:
+            extra, extra_names = features(table, feature_names)
+            matrix = np.concatenate([matrix, extra.numpy()], axis=1)
+            names = names + list(extra_names or [])
+        inputs = as_inputs(matrix, source=str(table.path), names=names)
     raw = {task: labels(table, task, source, len(inputs)) for task, source in targets.items()}
-    return Dataset(table.path, inputs, names, raw)
+    return Dataset(table.path, inputs, names, raw, tuple(left_out), rows)
