@@ -271,3 +271,19 @@ def test_a_file_where_no_smiles_parses_is_an_error_naming_it(tmp_path: Any) -> N
     pd.DataFrame({"smiles": ["xx", "yy"], "a": [0, 1]}).to_csv(path, index=False)
     with pytest.raises(TaskmaskError, match=r"bad\.csv: no SMILES in column 'smiles'"):
         read_dataset(path, feature_names=(), targets={"a": "a"}, smiles=SmilesFeatures())
+
+
+def test_the_molecules_guide_runs_as_written() -> None:
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "molecules.md"
+    (block,) = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+    namespace: dict[str, Any] = {"print": lambda *args, **kwargs: None}
+    exec(compile(block, str(page), "exec"), namespace)
+    assert [f.row for f in namespace["failures"]] == list(range(11, 120, 12))
+    assert len(namespace["kept"]) == 110
+    parts = namespace["parts"]
+    assert min(len(parts.train), len(parts.validation), len(parts.test)) > 0
+    assert namespace["X"].shape[1] == 1024 + len(descriptor_names())
+    assert len(namespace["result"].history) == 3
