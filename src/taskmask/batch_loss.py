@@ -1,10 +1,10 @@
 """Per-task loss sums and observed counts of a batch, computed with as few kernels as possible.
 
-Binary and multilabel tasks that use the default loss are packed into one ``(N, K)`` block once
-per data set (`BatchLoss.pack`), so that a batch gathers one block instead of two tensors per
-task and their masked BCE runs as one kernel; every other task goes through its own loss. The
-result is the same per-task ``(sum, count)`` as `taskmask.losses.task_loss` (up to summation
-order in the last bits).
+Binary and multilabel tasks that use the default loss (masked BCE, ``missing_labels="ignore"``)
+are packed into one ``(N, K)`` block once per data set (`BatchLoss.pack`), so that a batch
+gathers one block instead of two tensors per task and their masked BCE runs as one kernel;
+every other task goes through its own loss. The result is the same per-task ``(sum, count)``
+as `taskmask.losses.task_loss` (up to summation order in the last bits).
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ class BatchLoss:
         self.loss_fns = loss_fns
         self.pos_weights = pos_weights
         packable = [
-            t for t in self.tasks if t.kind in ("binary", "multilabel") and t.name not in loss_fns
+            t
+            for t in self.tasks
+            if t.kind in ("binary", "multilabel")
+            and t.missing_labels == "ignore"  # other strategies are not a plain masked BCE
+            and t.name not in loss_fns
         ]
         self.packed = packable if len(packable) > 1 else []
         names = {t.name for t in self.packed}

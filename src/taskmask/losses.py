@@ -22,6 +22,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from taskmask.losses_partial import partial_label_loss
 from taskmask.tasks import Task
 
 Reduction = Literal["mean", "sum", "none"]
@@ -175,7 +176,11 @@ def task_loss(
     *,
     pos_weight: torch.Tensor | None = None,
 ) -> LossTerm:
-    """The task's loss as ``LossTerm(sum over observed, observed count)``."""
+    """The task's loss as ``LossTerm(sum over observed, observed count)``; a multilabel task
+    with ``missing_labels`` other than ``"ignore"`` has its own sum and count (see
+    `taskmask.losses_partial`)."""
+    if task.missing_labels != "ignore":
+        return LossTerm(*partial_label_loss(task, input, target, observed, pos_weight=pos_weight))
     if task.kind == "multiclass":
         total = masked_cross_entropy(input, target, observed, reduction="sum")
     elif task.kind == "regression":

@@ -19,6 +19,7 @@ from taskmask.errors import TaskmaskError
 
 TaskKind = Literal["binary", "multilabel", "multiclass", "regression"]
 RegressionLoss = Literal["mse", "l1", "huber"]
+MissingLabels = Literal["ignore", "negative", "weak_negative", "expected_positive"]
 
 
 class Task(BaseModel):
@@ -32,6 +33,12 @@ class Task(BaseModel):
     label, or ``"balanced"`` (negatives / positives per label, counted on observed training
     labels). ``attach_to`` names a trunk submodule whose output feeds this head (default: the
     trunk's output). ``auxiliary`` tasks regularise training only.
+
+    ``missing_labels`` (multilabel only; ``docs/partial_labels.md``) treats a missing label of a
+    row that has some observed label of the task as: ``ignore`` (default), ``negative``,
+    ``weak_negative`` (a negative of weight ``negative_weight``, default ``1 / (k - 1)``), or
+    ``expected_positive`` (no loss, plus ``expected_positive_weight`` (default ``k``) times the
+    squared gap to ``expected_positives`` per row, which is required); Cole et al. 2021.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,6 +55,10 @@ class Task(BaseModel):
     attach_to: str | None = None
     auxiliary: bool = False
     threshold: float | tuple[float, ...] = 0.5
+    missing_labels: MissingLabels = "ignore"
+    negative_weight: float | None = Field(default=None, ge=0.0, le=1.0)
+    expected_positives: float | None = Field(default=None, gt=0.0)
+    expected_positive_weight: float | None = Field(default=None, ge=0.0)
 
     @model_validator(mode="after")
     def _check(self) -> Task:
@@ -66,6 +77,32 @@ class Task(BaseModel):
             )
         if self.pos_weight is not None and self.kind not in ("binary", "multilabel"):
             raise ValueError(f"{where}: pos_weight applies to binary and multilabel tasks only")
+        return self
+
+    @model_validator(mode="after")
+    def _check_missing_labels(self) -> Task:
+        where, strategy = f"task {self.name!r}", self.missing_labels
+        if strategy != "ignore" and self.kind != "multilabel":
+            raise ValueError(
+                f"{where}: missing_labels={strategy!r} applies to multilabel tasks only, not "
+                f"{self.kind} (it fills the missing labels of rows with some label observed)"
+            )
+        if self.negative_weight is not None and strategy != "weak_negative":
+            raise ValueError(f"{where}: negative_weight needs missing_labels='weak_negative'")
+        epr = ("expected_positives", "expected_positive_weight")
+        given = [f for f in epr if getattr(self, f) is not None]
+        if given and strategy != "expected_positive":
+            raise ValueError(f"{where}: {given[0]} needs missing_labels='expected_positive'")
+        if strategy == "expected_positive" and self.expected_positives is None:
+            raise ValueError(
+                f"{where}: missing_labels='expected_positive' needs expected_positives, the "
+                "mean number of positive labels per row (of the full labels, not the observed)"
+            )
+        k = len(self.labels) if self.labels is not None else self.n_outputs
+        if k is not None and self.expected_positives is not None and self.expected_positives > k:
+            raise ValueError(
+                f"{where}: expected_positives={self.expected_positives} exceeds its {k} labels"
+            )
         return self
 
     @property
