@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import doctest
 import gzip
+import importlib
 import importlib.util
 import pickle
+import pkgutil
 import re
 from pathlib import Path
 from typing import Any
@@ -219,6 +221,20 @@ def test_clone_and_pickle_round_trips_predict_identically() -> None:
     _same_model(fresh, clf)
 
 
+def test_pickles_naming_the_public_module_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pickles from before ``taskmask.sklearn`` became a package name its classes there."""
+    x, y = _data()
+    clf = MultiTaskRegressor(**SMALL, random_state=0).fit(x, y.drop(columns="animal"))
+    for cls in (MultiTaskRegressor, tm_sklearn.TaskColumns):
+        monkeypatch.setattr(cls, "__module__", "taskmask.sklearn")
+    old = pickle.dumps(clf)
+    monkeypatch.undo()
+    assert b"taskmask.sklearn" in old and b"taskmask.sklearn._" not in old
+    again = pickle.loads(old)
+    assert type(again) is MultiTaskRegressor and type(again.layout_[0]) is tm_sklearn.TaskColumns
+    np.testing.assert_array_equal(again.predict(x), clf.predict(x))
+
+
 def test_random_state() -> None:
     x, y = _data()
     one, two = (MultiTaskClassifier(**SMALL, random_state=7).fit(x, y) for _ in range(2))
@@ -425,7 +441,7 @@ def test_sparse_input_is_densified_one_batch_at_a_time(monkeypatch: pytest.Monke
         return toarray(self, *args, **kwargs)
 
     monkeypatch.setattr(sp.csr_matrix, "toarray", spy)
-    monkeypatch.setattr(tm_sklearn, "_DENSE_CHUNK", 50 * x.shape[1])
+    monkeypatch.setattr(tm_sklearn._rows, "_DENSE_CHUNK", 50 * x.shape[1])
     clf = MultiTaskClassifier(**SMALL, random_state=0).fit(sp.csr_matrix(x), y)
     assert densified and max(densified) == SMALL["batch_size"]
     densified.clear()
@@ -437,7 +453,13 @@ def test_sparse_input_is_densified_one_batch_at_a_time(monkeypatch: pytest.Monke
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(tm_sklearn).failed == 0
+    modules = [tm_sklearn] + [
+        importlib.import_module(f"taskmask.sklearn.{m.name}")
+        for m in pkgutil.iter_modules(tm_sklearn.__path__)
+    ]
+    results = [doctest.testmod(module) for module in modules]
+    assert sum(r.failed for r in results) == 0
+    assert sum(r.attempted for r in results) >= 3  # the two estimators and make_masked_scorer
 
 
 def test_docs_page_runs_as_written() -> None:
