@@ -18,6 +18,7 @@ from taskmask.masking import resolve_task
 from taskmask.metrics import MetricValue, task_metrics
 from taskmask.model import MultiTaskModel
 from taskmask.predict import raw_outputs
+from taskmask.streaming import ParquetSource
 from taskmask.tasks import Task, check_unique_names
 from taskmask.trainer import LossFn, TrainConfig, Trainer
 from taskmask.trunks import TRUNK_CONFIGS, MLPConfig, TrunkConfig, build_trunk
@@ -78,24 +79,96 @@ def standardization(
 
 
 @torch.no_grad()
-def _start_regression_at_mean(model: MultiTaskModel, train: MultiTaskData) -> None:
+def _start_regression_at_mean(model: MultiTaskModel, train: MultiTaskData | ParquetSource) -> None:
     """Start each regression head's bias at its observed training mean, so that targets far
     from 0 (ages, prices) need not first be reached by the optimiser."""
+    streamed = train.regression_means() if isinstance(train, ParquetSource) else {}
     for task in model.tasks:
-        if task.kind == "regression":
+        if task.name in streamed:
+            mean = streamed[task.name]
+        elif task.kind == "regression" and isinstance(train, MultiTaskData):
             enc = train.labels[task.name]
             count = enc.observed.sum(0).clamp(min=1)
             mean = torch.where(enc.observed, enc.target, 0.0).sum(0) / count
-            model.heads[task.name].bias.copy_(mean)
+        else:
+            continue
+        model.heads[task.name].bias.copy_(mean)
+
+
+Prepared = tuple[
+    MultiTaskData | ParquetSource,
+    MultiTaskData | None,
+    tuple[Task, ...],
+    tuple[torch.Tensor, torch.Tensor] | tuple[None, None],
+    Sequence[str] | None,
+]
+"""Training data, validation data, resolved tasks, input mean and scale, feature names."""
+
+
+def _in_memory(
+    inputs: Any,
+    labels: Mapping[str, Any] | None,
+    tasks: Sequence[Task] | None,
+    validation: tuple[Any, Mapping[str, Any]] | None,
+    standardize: bool | Literal["feature", "channel"],
+    feature_names: Sequence[str] | None,
+    config: TrainConfig,
+) -> Prepared:
+    if labels is None or tasks is None:
+        raise TaskmaskError("fit needs labels and tasks, unless inputs is a ParquetSource")
+    if isinstance(inputs, pd.DataFrame) and feature_names is None:
+        feature_names = [str(c) for c in inputs.columns]
+    tasks = resolve_tasks(tasks, labels)
+    train = make_data(inputs, labels, tasks, source="training data", feature_names=feature_names)
+    if validation is not None:
+        val: MultiTaskData | None = make_data(
+            *validation, tasks, source="validation data", feature_names=feature_names
+        )
+    elif config.validation_split > 0:
+        generator = torch.Generator().manual_seed(config.seed)
+        train, val = split(train, config.validation_split, generator=generator)
+    else:
+        val = None
+    tasks = balance_tasks(tasks, train)
+    per = "feature" if standardize is True else standardize
+    scaling = standardization(train.inputs, per=per) if per else (None, None)
+    return train, val, tasks, scaling, feature_names
+
+
+def _streamed(
+    source: ParquetSource,
+    labels: Mapping[str, Any] | None,
+    tasks: Sequence[Task] | None,
+    validation: tuple[Any, Mapping[str, Any]] | ParquetSource | None,
+    standardize: bool | Literal["feature", "channel"],
+    config: TrainConfig,
+) -> Prepared:
+    if labels is not None or tasks is not None:
+        raise TaskmaskError("a ParquetSource holds its tasks and labels: leave labels, tasks out")
+    if config.validation_split > 0:
+        raise TaskmaskError(
+            "validation_split needs in-memory training data; give validation data instead"
+        )
+    if standardize == "channel":
+        raise TaskmaskError("standardize='channel' needs (N, C, ...) inputs; Parquet has columns")
+    names = source.features
+    if isinstance(validation, ParquetSource):
+        val: MultiTaskData | None = validation.read(tasks=source.tasks)
+    elif validation is not None:
+        val = make_data(*validation, source.tasks, source="validation data", feature_names=names)
+    else:
+        val = None
+    scaling = source.standardization() if standardize else (None, None)
+    return source, val, source.balanced(source.tasks), scaling, names
 
 
 def fit(
     inputs: Any,
-    labels: Mapping[str, Any],
-    tasks: Sequence[Task],
+    labels: Mapping[str, Any] | None = None,
+    tasks: Sequence[Task] | None = None,
     *,
     trunk: TrunkConfig | nn.Module | None = None,
-    validation: tuple[Any, Mapping[str, Any]] | None = None,
+    validation: tuple[Any, Mapping[str, Any]] | ParquetSource | None = None,
     standardize: bool | Literal["feature", "channel"] = True,
     feature_names: Sequence[str] | None = None,
     config: TrainConfig | None = None,
@@ -115,6 +188,12 @@ def fit(
     ``config`` (e.g. ``epochs=20, lr=1e-2``). Validation data is ``validation`` or a seeded
     ``validation_split`` of the training rows. With ``checkpoint_dir=...`` a checkpoint is
     written every epoch, and ``resume=True`` continues from it (see `Trainer.fit`).
+
+    ``inputs`` may instead be a `taskmask.streaming.ParquetSource`, streamed batch by batch
+    (``docs/streaming.md``): it holds the tasks and their label columns, so ``labels`` and
+    ``tasks`` are left out; standardisation, ``pos_weight="balanced"`` and the regression
+    biases come from one pass over the files; validation data (in memory, or a small
+    ``ParquetSource`` read whole) must be given, as there is no ``validation_split``.
     """
     if isinstance(weighting, str):
         settings = {**settings, "weighting": weighting}
@@ -123,22 +202,13 @@ def fit(
         config = TrainConfig.model_validate({**(config or TrainConfig()).model_dump(), **settings})
     except ValidationError as error:
         raise TaskmaskError(f"invalid training settings:\n{error}") from None
-    if isinstance(inputs, pd.DataFrame) and feature_names is None:
-        feature_names = [str(c) for c in inputs.columns]
-    tasks = resolve_tasks(tasks, labels)
-    train = make_data(inputs, labels, tasks, source="training data", feature_names=feature_names)
-    if validation is not None:
-        val: MultiTaskData | None = make_data(
-            *validation, tasks, source="validation data", feature_names=feature_names
-        )
-    elif config.validation_split > 0:
-        generator = torch.Generator().manual_seed(config.seed)
-        train, val = split(train, config.validation_split, generator=generator)
+    if isinstance(inputs, ParquetSource):
+        prepared = _streamed(inputs, labels, tasks, validation, standardize, config)
+    elif isinstance(validation, ParquetSource):
+        raise TaskmaskError("a ParquetSource as validation needs one as training data")
     else:
-        val = None
-    tasks = balance_tasks(tasks, train)
-    per = "feature" if standardize is True else standardize
-    mean, scale = standardization(train.inputs, per=per) if per else (None, None)
+        prepared = _in_memory(inputs, labels, tasks, validation, standardize, feature_names, config)
+    train, val, tasks, (mean, scale), feature_names = prepared
     torch.manual_seed(config.seed)
     if trunk is None or isinstance(trunk, TRUNK_CONFIGS):
         trunk = build_trunk(trunk or MLPConfig(), train.input_shape)

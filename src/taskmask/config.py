@@ -5,10 +5,12 @@ data:
   train: train.csv          # CSV, Parquet or NPZ; relative paths are relative to this file
   validation: val.csv       # optional; without it, `validation_split` of the training rows
   test: test.csv            # optional; reported in metrics.json, never used for any choice
-  validation_split: 0.2     # default 0.2 without a validation file, 0 with one
+  validation_split: 0.2     # default 0.2 without a validation file, 0 with one (or stream)
   split_seed: 0             # seed of that split; default: training.seed
   features: [x0, x1]        # columns; for NPZ, array keys (a 2-D array gives several columns)
   smiles: {column: smiles, kind: morgan, n_bits: 2048}  # optional: features from SMILES
+  stream: false             # true: stream `train` (a Parquet file or directory) batch by batch
+  shuffle_buffer: 100000    # rows; with stream: true only (docs/streaming.md)
 tasks:                      # each entry: the fields of `taskmask.Task`, plus where its labels are
   - {name: toxic, kind: binary}                               # column defaults to the name
   - {name: scene, kind: multilabel, columns: [sea, sunset]}   # labels default to the columns
@@ -57,7 +59,10 @@ class DataConfig(BaseModel):
     ``split_seed`` fixes the validation split apart from the training seed (as `compare` does
     so that every variant and seed sees the same split). ``smiles`` computes features from a
     SMILES column (`taskmask.chem.SmilesFeatures`, needs the ``chem`` extra); they come before
-    the ``features`` columns, which may then be left out."""
+    the ``features`` columns, which may then be left out. ``stream: true`` trains from ``train``
+    (a Parquet file or a directory of them) read batch by batch, with a shuffle buffer of
+    ``shuffle_buffer`` rows (`taskmask.streaming`); validation and test files are read whole,
+    and there is no validation split."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -68,6 +73,8 @@ class DataConfig(BaseModel):
     split_seed: int | None = None
     features: tuple[str, ...] = ()
     smiles: SmilesFeatures | None = None
+    stream: bool = False
+    shuffle_buffer: int | None = Field(default=None, ge=0)
 
     @field_validator("features", mode="before")
     @classmethod
@@ -85,14 +92,26 @@ class DataConfig(BaseModel):
             raise ValueError("give features (columns or NPZ arrays), smiles, or both")
         if self.smiles is not None and self.smiles.column in self.features:
             raise ValueError(f"the SMILES column {self.smiles.column!r} is also a feature")
+        if self.stream:
+            self._check_stream()
+        elif self.shuffle_buffer is not None:
+            raise ValueError("shuffle_buffer applies to stream: true only")
         return self
+
+    def _check_stream(self) -> None:
+        if self.train.suffix.lower() in (".csv", ".npz"):
+            raise ValueError("stream: true reads Parquet: a .parquet file or a directory of them")
+        if self.smiles is not None:
+            raise ValueError("stream: true reads feature columns; SMILES features need all rows")
+        if self.validation_split:
+            raise ValueError("stream: true has no validation_split; give a validation file")
 
     @property
     def split_fraction(self) -> float:
         """The fraction of training rows held out for validation (see the module docstring)."""
         if self.validation_split is not None:
             return self.validation_split
-        return 0.0 if self.validation is not None else DEFAULT_VALIDATION_SPLIT
+        return 0.0 if self.validation is not None or self.stream else DEFAULT_VALIDATION_SPLIT
 
     def resolved(self, base: Path) -> DataConfig:
         """Absolute paths (relative ones taken from ``base``) and an explicit split."""
@@ -207,6 +226,8 @@ class RunConfig(BaseModel):
                 f"choose one of {sorted(WEIGHTINGS)}"
             )
         for spec in self.tasks:
+            if spec.generator is not None and self.data.stream:
+                raise ValueError(f"task {spec.name!r}: a generated target needs all rows in memory")
             if spec.generator is not None:
                 continue
             shared = sorted(set(self.data.features) & set(_as_tuple(spec.source)))

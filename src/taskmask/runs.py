@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pandas as pd
 import torch
@@ -37,6 +37,7 @@ from taskmask.metrics import MetricValue, to_jsonable
 from taskmask.model import MultiTaskModel
 from taskmask.persistence import atomic_directory, load_model, write_model_files
 from taskmask.predict import tune_thresholds
+from taskmask.streaming import ParquetSource
 from taskmask.tables import Dataset, read_dataset
 from taskmask.tasks import Task
 
@@ -161,7 +162,8 @@ def train_run(
     atomically (replacing it). Nothing is written when anything fails before training.
     ``report`` receives the training data's label coverage before training starts.
     ``checkpoints``: keep a checkpoint per epoch in `checkpoint_dir` (``out_dir``); ``resume``:
-    continue from the checkpoint there if an epoch was saved, else start over."""
+    continue from the checkpoint there if an epoch was saved, else start over. With
+    ``data.stream`` the training data is streamed (`taskmask.streaming`), never read whole."""
     if checkpoints and config.training.checkpoint_dir is not None:
         raise TaskmaskError(
             f"training.checkpoint_dir: a run keeps its checkpoint in {checkpoint_dir(out_dir)} "
@@ -169,7 +171,8 @@ def train_run(
         )
     directory = checkpoint_dir(out_dir) if checkpoints else config.training.checkpoint_dir
     data = config.data
-    train = read_with_generated(config, data.train)
+    streamed = _stream_source(config) if data.stream else None
+    train = read_with_generated(config, data.train) if streamed is None else None
     others = {
         name: read_with_generated(config, path)
         for name, path in (("validation", data.validation), ("test", data.test))
@@ -177,15 +180,23 @@ def train_run(
     }
     if report is not None and distributed.is_main():
         for part in (train, *others.values()):
-            if part.left_out:
+            if part is not None and part.left_out:
                 report(f"{part.path}: {left_out_report(part)}")
-    tasks = resolve_tasks(config.task_list(), train.labels)
+    if streamed is not None:
+        tasks, shape = streamed.tasks, streamed.input_shape
+    else:
+        assert train is not None
+        tasks, shape = resolve_tasks(config.task_list(), train.labels), train.inputs.shape[1:]
     for part in others.values():
-        _check_part(part, tasks, train.inputs.shape[1:], train=False)
-    coverage = label_coverage(_check_part(train, tasks, train.inputs.shape[1:], train=True), tasks)
+        _check_part(part, tasks, shape, train=False)
+    if streamed is not None:
+        coverage = _streamed_coverage(streamed)
+    else:
+        assert train is not None
+        coverage = label_coverage(_check_part(train, tasks, shape, train=True), tasks)
     if report is not None and distributed.is_main():
         report(coverage.to_text())
-    if "validation" not in others and data.split_fraction > 0:
+    if train is not None and "validation" not in others and data.split_fraction > 0:
         seed = config.training.seed if data.split_seed is None else data.split_seed
         train, others["validation"] = _split(train, data.split_fraction, seed=seed)
     validation = others.get("validation")
@@ -196,19 +207,22 @@ def train_run(
         if not resume:
             shutil.rmtree(directory, ignore_errors=True)  # a stale one is no part of this run
         _write_atomically(directory / CONFIG_FILE, lambda file: file.write(config.to_yaml()))
-    result = fit(
-        train.inputs,
-        train.labels,
-        tasks,
-        trunk=config.model.trunk,
-        validation=None if validation is None else (validation.inputs, validation.labels),
-        standardize=config.standardize,
-        feature_names=train.feature_names,
-        config=config.train_config(progress=progress).model_copy(
+    settings: dict[str, Any] = {
+        "trunk": config.model.trunk,
+        "validation": None if validation is None else (validation.inputs, validation.labels),
+        "standardize": config.standardize,
+        "config": config.train_config(progress=progress).model_copy(
             update={"checkpoint_dir": directory}
         ),
-        resume=resume,
-    )
+        "resume": resume,
+    }
+    if streamed is not None:
+        result = fit(streamed, **settings)
+    else:
+        assert train is not None
+        result = fit(
+            train.inputs, train.labels, tasks, feature_names=train.feature_names, **settings
+        )
     model = result.model
     if config.tune_thresholds and validation is not None:
         source = str(validation.path)
@@ -224,6 +238,31 @@ def train_run(
         if checkpoints and directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
     return run
+
+
+def _stream_source(config: RunConfig) -> ParquetSource:
+    """The training file(s) of a ``stream: true`` config, opened and checked, not read."""
+    data = config.data
+    options = {} if data.shuffle_buffer is None else {"shuffle_buffer": data.shuffle_buffer}
+    return ParquetSource(
+        data.train,
+        features=data.features,
+        tasks=config.task_list(),
+        targets={spec.name: spec.source for spec in config.tasks},
+        **options,
+    )
+
+
+def _streamed_coverage(source: ParquetSource) -> Coverage:
+    """The coverage of the streamed training labels (one pass), every task with a label."""
+    coverage = source.coverage()
+    empty = [name for name, count in source.n_observed().items() if count == 0]
+    if empty:
+        raise TaskmaskError(
+            f"{source.path}: tasks {empty} have no observed label at all; every task needs "
+            "at least one (check the column names and the missing-value encoding)"
+        )
+    return coverage
 
 
 def open_run(run_dir: Path) -> tuple[RunConfig, MultiTaskModel]:

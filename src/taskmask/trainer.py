@@ -27,6 +27,7 @@ from taskmask.errors import TaskmaskError
 from taskmask.metrics import metric_as_float, task_metrics
 from taskmask.model import MultiTaskModel
 from taskmask.predict import raw_outputs
+from taskmask.streaming import StreamedData
 from taskmask.tasks import Task
 from taskmask.weighting import Weighting, make_weighting
 
@@ -37,6 +38,8 @@ class TrainConfig(BaseModel):
     """Optimisation settings. ``seed`` makes a run repeatable bit for bit on one machine.
     ``conflict_batches`` > 0 records, per epoch, the mean cosine similarity between each pair
     of task gradients on the trunk over that many batches (``cosine/A/B`` in the history).
+    ``train_metrics`` needs every output of an epoch in memory: with training data streamed
+    from files (`taskmask.streaming`) only the training losses are reported.
 
     ``device``: ``auto`` (CUDA when available; under torchrun each process's own GPU) or a
     torch device name. ``precision``: ``fp32``, or ``bf16`` to run the model's forward passes
@@ -144,7 +147,7 @@ class Trainer:
     def fit(
         self,
         model: MultiTaskModel,
-        train: MultiTaskData,
+        train: MultiTaskData | StreamedData,
         *,
         validation: MultiTaskData | None = None,
         resume: bool = False,
@@ -152,7 +155,9 @@ class Trainer:
         """Train ``model`` in place; returns (and keeps in ``self.history``) one row per epoch.
         ``resume``: continue from the checkpoint in ``config.checkpoint_dir`` (the model, the
         data and the settings but `checkpoint.RESUMABLE_CHANGES` must be the same as when it
-        was written); the result is that of the run it continues, bit for bit on one CPU."""
+        was written); the result is that of the run it continues, bit for bit on one CPU.
+        ``train`` may be streamed (`taskmask.streaming.ParquetSource`); it then needs
+        ``validation`` given, not a ``validation_split``."""
         config = self.config
         n_observed = train.n_observed()
         missing = [t.name for t in model.tasks if n_observed.get(t.name, 0) == 0]
@@ -161,10 +166,16 @@ class Trainer:
         generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         if validation is None and config.validation_split > 0:
+            if not isinstance(train, MultiTaskData):
+                raise TaskmaskError("validation_split needs in-memory data; pass validation")
             train, validation = split(train, config.validation_split, generator=generator)
         session = self._session(model, distributed.setup(config.device), generator)
         world, plan = session.world, session.plan
-        batches = InMemoryBatches(plan.pack(train), config.batch_size, world)
+        batches: BatchSource = (
+            InMemoryBatches(plan.pack(train), config.batch_size, world)
+            if isinstance(train, MultiTaskData)
+            else train.batches(plan, config.batch_size, world)
+        )
         validation = plan.pack(validation.to(world.device)) if validation is not None else None
         stopper = Stopper(config.early_stopping, validation is not None)
         sizes = {"train": len(train), "validation": 0 if validation is None else len(validation)}
@@ -233,7 +244,7 @@ class Trainer:
             outputs, batch_sums, batch_counts = self._step(session, batch, shared, cosines)
             sums += batch_sums
             counts += batch_counts
-            if self.config.train_metrics:
+            if self.config.train_metrics and isinstance(batches, InMemoryBatches):
                 kept.append((batch, {k: v.detach() for k, v in outputs.items()}))
         epoch_losses = (sums / counts.clamp(min=1)).float()
         used = weighting.current_weights()  # the weights this epoch trained with
