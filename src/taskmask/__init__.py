@@ -8,6 +8,7 @@ from taskmask._version import __version__
 from taskmask.api import FitResult, evaluate, fit
 from taskmask.data import MultiTaskData, make_data
 from taskmask.errors import TaskmaskError
+from taskmask.kinds import TaskKindSpec, register_kind, unregister_kind
 from taskmask.losses import LossTerm, task_loss
 from taskmask.masking import EncodedLabels, encode_labels
 from taskmask.model import MultiTaskModel
@@ -15,7 +16,15 @@ from taskmask.persistence import load_model, save_model
 from taskmask.predict import TaskPrediction, predict, predictions_frame, tune_thresholds
 from taskmask.tasks import Task
 from taskmask.trainer import EarlyStopping, TrainConfig, Trainer
-from taskmask.trunks import CNN1DConfig, CNN2DConfig, ConvTrunk, MLPConfig, MLPTrunk
+from taskmask.trunks import (
+    CNN1DConfig,
+    CNN2DConfig,
+    ConvTrunk,
+    MLPConfig,
+    MLPTrunk,
+    PairConfig,
+    PairTrunk,
+)
 
 __all__ = [
     "CNN1DConfig",
@@ -29,7 +38,10 @@ __all__ = [
     "MLPTrunk",
     "MultiTaskData",
     "MultiTaskModel",
+    "PairConfig",
+    "PairTrunk",
     "Task",
+    "TaskKindSpec",
     "TaskPrediction",
     "TaskmaskError",
     "TrainConfig",
@@ -42,7 +54,9 @@ __all__ = [
     "make_data",
     "predict",
     "predictions_frame",
+    "register_kind",
     "save_model",
     "task_loss",
     "tune_thresholds",
+    "unregister_kind",
 ]

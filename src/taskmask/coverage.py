@@ -57,7 +57,7 @@ def _label_rows(
             "n_observed": seen,
             "observed_fraction": seen / n,
         }
-        if task.kind != "regression":
+        if task.kind in ("binary", "multilabel"):
             positives = int(((target[:, j] > 0.5) & observed[:, j]).sum())
             row.update(n_positive=positives, positive_fraction=positives / max(seen, 1))
         rows.append(row)

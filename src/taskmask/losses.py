@@ -11,7 +11,7 @@ Contract for every loss here:
 
 `task_loss` applies the right loss to one task and returns ``LossTerm(sum, count)``: the
 per-task sum and observed count, which a distributed run can add across processes before the
-division.
+division. A user-defined kind (`taskmask.kinds`) brings its own loss under the same contract.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any, Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from taskmask.errors import TaskmaskError
+from taskmask.kinds import get_kind, is_custom
 from taskmask.losses_partial import partial_label_loss
 from taskmask.tasks import Task
 
@@ -168,6 +170,26 @@ def balanced_pos_weight(target: torch.Tensor, observed: torch.Tensor) -> torch.T
     return torch.where((positives > 0) & (negatives > 0), ratio, torch.ones_like(ratio))
 
 
+def _custom_loss(
+    task: Task, input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor
+) -> LossTerm:
+    """The loss of a user-defined kind, its result checked to be ``(sum, count)`` tensors."""
+    _check_shapes(input, target, observed)
+    term = get_kind(task.kind).loss(input, target, observed)
+    if not (isinstance(term, tuple) and len(term) == 2):
+        raise TaskmaskError(
+            f"task {task.name!r}: the loss of kind {task.kind!r} must return "
+            f"LossTerm(sum, count), got {type(term).__name__}"
+        )
+    total, count = term
+    if not (isinstance(total, torch.Tensor) and isinstance(count, torch.Tensor)):
+        raise TaskmaskError(
+            f"task {task.name!r}: the loss of kind {task.kind!r} must return tensors, got "
+            f"({type(total).__name__}, {type(count).__name__})"
+        )
+    return LossTerm(total, count)
+
+
 def task_loss(
     task: Task,
     input: torch.Tensor,
@@ -181,6 +203,8 @@ def task_loss(
     `taskmask.losses_partial`)."""
     if task.missing_labels != "ignore":
         return LossTerm(*partial_label_loss(task, input, target, observed, pos_weight=pos_weight))
+    if is_custom(task.kind):
+        return _custom_loss(task, input, target, observed)
     if task.kind == "multiclass":
         total = masked_cross_entropy(input, target, observed, reduction="sum")
     elif task.kind == "regression":

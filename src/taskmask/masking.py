@@ -7,6 +7,9 @@ sentinel (default -1 for class labels). `encode_labels` turns them into two tens
   indices; regression ``(N, k)`` float32. Unobserved entries hold 0, never NaN.
 - ``observed``: bool, the same shape; True where a label is present.
 
+A user-defined kind (`taskmask.kinds`) reads its labels with its own ``encode`` or, by default,
+`encode_numbers`; either way unobserved targets are set to 0 here.
+
 Downstream code (losses, metrics, weighting) reads only ``observed``.
 """
 
@@ -20,6 +23,7 @@ import pandas as pd
 import torch
 
 from taskmask.errors import TaskmaskError
+from taskmask.kinds import get_kind, is_custom
 from taskmask.tasks import Task
 
 
@@ -142,20 +146,50 @@ def _encode_multiclass(task: Task, raw: Any, where: str) -> EncodedLabels:
     return EncodedLabels(torch.from_numpy(np.where(observed, codes, 0)), torch.from_numpy(observed))
 
 
-def _encode_regression(task: Task, raw: Any, where: str) -> EncodedLabels:
-    values, missing = _numeric(raw, where)
-    width = task.width if (task.labels or task.n_outputs) else None
-    values, missing = _as_2d(values, width, where), _as_2d(missing, width, where)
-    if task.sentinel is not None:
-        missing = missing | (values == task.sentinel)
+def encode_numbers(
+    raw: Any, *, width: int | None, sentinel: float | None = None, source: str = "labels"
+) -> EncodedLabels:
+    """Raw numbers ``(N,)`` or ``(N, k)`` as float32 ``target`` ``(N, k)`` and ``observed``.
+
+    NaN, None, blank text and ``sentinel`` are missing (target 0); other text, and numbers that
+    overflow float32, are errors naming ``source``; ``width`` (when given) must equal ``k``.
+    """
+    values, missing = _numeric(raw, source)
+    values, missing = _as_2d(values, width, source), _as_2d(missing, width, source)
+    if sentinel is not None:
+        missing = missing | (values == sentinel)
     observed = ~missing
     with np.errstate(over="ignore"):
         target = np.where(observed, values, 0.0).astype(np.float32)
     if np.isinf(target).any():
         raise TaskmaskError(
-            f"{where}: targets must be finite float32 numbers or missing, found inf or overflow"
+            f"{source}: targets must be finite float32 numbers or missing, found inf or overflow"
         )
     return EncodedLabels(torch.from_numpy(target), torch.from_numpy(observed))
+
+
+def _encode_regression(task: Task, raw: Any, where: str) -> EncodedLabels:
+    width = task.width if (task.labels or task.n_outputs) else None
+    return encode_numbers(raw, width=width, sentinel=task.sentinel, source=where)
+
+
+def _encode_custom(task: Task, raw: Any, where: str) -> EncodedLabels:
+    """A user-defined kind's labels, checked, with unobserved targets set to 0."""
+    spec = get_kind(task.kind)
+    if spec.encode is None:
+        encoded = encode_numbers(raw, width=task.width, sentinel=task.sentinel, source=where)
+    else:
+        encoded = spec.encode(task, raw, where)
+    target, observed = encoded.target, encoded.observed
+    if not isinstance(target, torch.Tensor) or not isinstance(observed, torch.Tensor):
+        raise TaskmaskError(f"{where}: kind {task.kind!r}: encode must return tensors")
+    if observed.dtype != torch.bool or target.shape != observed.shape or len(target) != len(raw):
+        raise TaskmaskError(
+            f"{where}: kind {task.kind!r}: encode must return a target and a bool observed of "
+            f"one shape with {len(raw)} rows; got target {tuple(target.shape)}, observed "
+            f"{tuple(observed.shape)} {observed.dtype}"
+        )
+    return EncodedLabels(torch.where(observed, target, torch.zeros_like(target)), observed)
 
 
 def resolve_task(task: Task, raw: Any) -> Task:
@@ -181,6 +215,8 @@ def encode_labels(task: Task, raw: Any, *, source: str = "labels") -> EncodedLab
     where = f"{source}, task {task.name!r}"
     if len(raw) == 0:
         raise TaskmaskError(f"{where}: no rows")
+    if is_custom(task.kind):
+        return _encode_custom(task, raw, where)
     if task.kind == "multiclass":
         return _encode_multiclass(task, raw, where)
     if task.kind == "regression":

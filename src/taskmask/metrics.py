@@ -13,7 +13,8 @@ Contract for every metric here:
 
 Keys: per label ``f"{metric}/{label}"``, macros ``f"{metric}_macro"``, counts
 ``f"n_observed/{label}"``; a task with a single output also gets the plain ``metric`` keys.
-A binary prediction is positive when ``prob >= threshold``.
+A binary prediction is positive when ``prob >= threshold``. A user-defined kind
+(`taskmask.kinds`) brings its own metrics under the same contract.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import sklearn.metrics as skm
 import torch
 
 from taskmask.errors import TaskmaskError
+from taskmask.kinds import get_kind, is_custom, summary_direction
 from taskmask.tasks import Task
 
 Array = npt.NDArray[Any]
@@ -285,16 +287,32 @@ def regression_metrics(
     return _per_label(rows, names, REGRESSION_METRICS)
 
 
+def _custom_metrics(
+    task: Task, output: Array, target: Array, seen: Array
+) -> dict[str, MetricValue]:
+    spec = get_kind(task.kind)
+    values = dict(spec.metrics(output, target, seen))
+    if spec.summary not in values:
+        raise TaskmaskError(
+            f"task {task.name!r}: the metrics of kind {task.kind!r} lack its summary "
+            f"{spec.summary!r}; got {sorted(values)}"
+        )
+    return values
+
+
 def task_metrics(
     task: Task, output: torch.Tensor, target: torch.Tensor, observed: torch.Tensor
 ) -> dict[str, MetricValue]:
     """Metrics of one task from its head's raw ``output`` (logits, or values for regression).
 
     Binary / multilabel logits go through a sigmoid and ``task.thresholds()``; multiclass logits
-    through a softmax; regression values are used as they are. Computed in float64.
+    through a softmax; regression values are used as they are; a user-defined kind's metrics
+    get the raw output. Computed in float64.
     """
     out = output.detach().to("cpu", torch.float64)
     y, seen = target.detach().cpu().numpy(), observed.detach().cpu().numpy()
+    if is_custom(task.kind):
+        return _custom_metrics(task, out.numpy(), y, seen)
     names = task.output_names
     if task.kind == "multiclass":
         return multiclass_metrics(torch.softmax(out, dim=-1).numpy(), y, seen, classes=names)
@@ -351,7 +369,8 @@ def metric_as_float(value: MetricValue) -> float:
 
 
 def higher_is_better(metric_name: str) -> bool:
-    """False for losses, MSE, MAE and Hamming loss; True for every other metric.
+    """False for losses, MSE, MAE and Hamming loss; True for every other metric but the
+    summary of a registered kind, which says its own direction.
 
     A ``/label`` suffix, a ``task.`` prefix and a ``_macro`` suffix are ignored.
 
@@ -359,6 +378,9 @@ def higher_is_better(metric_name: str) -> bool:
     (False, True)
     """
     base = metric_name.split("/", 1)[0].rsplit(".", 1)[-1].removesuffix("_macro")
+    declared = summary_direction(base)
+    if declared is not None:
+        return declared
     return not any(base == name or base.endswith(f"_{name}") for name in _LOWER_IS_BETTER)
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from taskmask.errors import TaskmaskError
+from taskmask.kinds import make_head
 from taskmask.tasks import Task, check_unique_names
 
 
@@ -27,7 +28,8 @@ class MultiTaskModel(nn.Module):
     """A trunk plus one linear head per task; ``forward(x)`` returns ``{task name: output}``.
 
     Outputs are logits ``(N, k)`` for binary (k=1) and multilabel tasks, ``(N, C)`` logits for
-    multiclass tasks, ``(N, k)`` values for regression. A task whose ``attach_to`` names a trunk
+    multiclass tasks, ``(N, k)`` values for regression; a user-defined kind may bring its own
+    head module (`taskmask.kinds.TaskKindSpec.head`). A task whose ``attach_to`` names a trunk
     submodule (``dict(trunk.named_modules())`` key) reads that submodule's output (a feature
     map globally average-pooled); the others read the trunk's output. Inputs are standardised
     first with the buffers ``input_mean`` / ``input_scale`` when ``standardize`` (default: when
@@ -78,9 +80,7 @@ class MultiTaskModel(nn.Module):
                 )
         self._attach_points = sorted({t.attach_to for t in tasks if t.attach_to is not None})
         widths = self._feature_widths()
-        self.heads = nn.ModuleDict(
-            {t.name: nn.Linear(widths[t.attach_to or ""], t.width) for t in tasks}
-        )
+        self.heads = nn.ModuleDict({t.name: make_head(t, widths[t.attach_to or ""]) for t in tasks})
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -107,6 +107,14 @@ class MultiTaskModel(nn.Module):
         finally:
             for handle in handles:
                 handle.remove()
+        for name, out in captured.items():
+            if not isinstance(out, torch.Tensor) or len(out) != len(x):
+                rows = len(out) if isinstance(out, torch.Tensor) else type(out).__name__
+                where = f"layer {name!r}" if name else "output"
+                raise TaskmaskError(
+                    f"trunk {where} gives {rows} rows for {len(x)} inputs; a head must read "
+                    "one row per input row"
+                )
         return {name: _as_vector(out) for name, out in captured.items()}
 
     def _feature_widths(self) -> dict[str, int]:

@@ -2,8 +2,9 @@
 
 A model directory holds ``model.safetensors`` and ``model.json`` (format version, taskmask
 version, tasks with label names and thresholds, input shape, feature names, trunk config).
-Loading never executes code from the files. Writing is atomic: the directory is written under
-a temporary name beside the target, then renamed into place.
+Loading never executes code from the files: a task of a user-defined kind (`taskmask.kinds`)
+loads only when that kind is registered in the loading process. Writing is atomic: the
+directory is written under a temporary name beside the target, then renamed into place.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import nn
 
 from taskmask._version import __version__
 from taskmask.errors import TaskmaskError
+from taskmask.kinds import known_kinds
 from taskmask.model import MultiTaskModel
 from taskmask.tasks import Task
 from taskmask.trunks import TrunkConfig, build_trunk, trunk_config
@@ -97,6 +99,19 @@ def save_model(model: MultiTaskModel, path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def _check_kinds(raw: Any, file: Path) -> None:
+    """A clear error for a task whose kind is not registered in this process."""
+    tasks = raw.get("tasks") if isinstance(raw, dict) else None
+    for task in tasks if isinstance(tasks, list) else []:
+        kind = task.get("kind") if isinstance(task, dict) else None
+        if isinstance(kind, str) and kind not in known_kinds():
+            raise TaskmaskError(
+                f"{file}: task {task.get('name')!r} has kind {kind!r}, which is not registered "
+                f"in this process; call taskmask.register_kind({kind!r}, ...) with its spec "
+                f"before loading (known kinds: {list(known_kinds())})"
+            )
+
+
 def _read_meta(path: Path) -> ModelMeta:
     file = path / META_FILE
     try:
@@ -105,6 +120,7 @@ def _read_meta(path: Path) -> ModelMeta:
         raise TaskmaskError(f"{file}: not found; is {path} a taskmask model directory?") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise TaskmaskError(f"{file}: not readable JSON ({error})") from None
+    _check_kinds(raw, file)
     try:
         meta = ModelMeta.model_validate(raw)
     except ValidationError as error:

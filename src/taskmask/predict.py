@@ -3,7 +3,9 @@
 Auxiliary tasks are never predicted. Output column names in `predictions_frame`:
 ``task.prob`` / ``task.pred`` (binary), ``task.prob.LABEL`` / ``task.pred.LABEL`` / ``task.labels``
 (multilabel; ``task.labels`` joins the predicted label names with ``;``), ``task.prob.CLASS`` /
-``task.pred`` (multiclass, the class name), ``task.value`` or ``task.value.NAME`` (regression).
+``task.pred`` (multiclass, the class name), ``task.value`` or ``task.value.NAME`` (regression),
+``task.output`` or ``task.output.NAME`` and, when its kind decides, ``task.pred`` or
+``task.pred.NAME`` (a user-defined kind, `taskmask.kinds`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from taskmask.data import MultiTaskData, as_inputs
 from taskmask.errors import TaskmaskError
+from taskmask.kinds import get_kind, is_custom
 from taskmask.metrics import fit_thresholds
 from taskmask.model import MultiTaskModel
 from taskmask.tasks import Task
@@ -44,9 +47,11 @@ class TaskPrediction:
     """One task's predictions for N rows.
 
     ``scores``: probabilities ``(N, k)`` (binary k=1, multilabel, multiclass) or values
-    ``(N, k)`` (regression). ``decisions``: bool ``(N, k)`` (binary / multilabel), class indices
-    ``(N,)`` (multiclass), ``None`` (regression). ``names``: per row the predicted label names
-    (multilabel, a list per row) or the class name (multiclass); ``None`` otherwise.
+    ``(N, k)`` (regression; a user-defined kind: the head's outputs). ``decisions``: bool
+    ``(N, k)`` (binary / multilabel), class indices ``(N,)`` (multiclass), ``None``
+    (regression), what the kind's ``decide`` returns (a user-defined kind; ``None`` without).
+    ``names``: per row the predicted label names (multilabel, a list per row) or the class
+    name (multiclass); ``None`` otherwise.
     """
 
     task: Task
@@ -57,6 +62,10 @@ class TaskPrediction:
 
 def _task_prediction(task: Task, output: torch.Tensor) -> TaskPrediction:
     output = output.detach().float().cpu()
+    if is_custom(task.kind):
+        decide = get_kind(task.kind).decide
+        scores = output.numpy()
+        return TaskPrediction(task, scores, None if decide is None else decide(scores), None)
     if task.kind == "regression":
         return TaskPrediction(task, output.numpy(), None, None)
     if task.kind == "multiclass":
@@ -92,7 +101,9 @@ def predictions_frame(predictions: Mapping[str, TaskPrediction]) -> pd.DataFrame
     for name, pred in predictions.items():
         task = pred.task
         outputs = task.output_names
-        if task.kind == "regression":
+        if is_custom(task.kind):
+            columns.update(_custom_columns(name, outputs, pred))
+        elif task.kind == "regression":
             if pred.scores.shape[1] == 1:
                 columns[f"{name}.value"] = pred.scores[:, 0]
             for j, out in enumerate(outputs if pred.scores.shape[1] > 1 else ()):
@@ -112,6 +123,21 @@ def predictions_frame(predictions: Mapping[str, TaskPrediction]) -> pd.DataFrame
                     columns[f"{name}.pred.{out}"] = pred.decisions[:, j].astype(np.int8)
                 columns[f"{name}.labels"] = [";".join(row) for row in pred.names]
     return pd.DataFrame(columns)
+
+
+def _custom_columns(name: str, outputs: tuple[str, ...], pred: TaskPrediction) -> dict[str, Any]:
+    """``name.output`` (one output) or ``name.output.NAME``; the same with ``pred``."""
+    columns: dict[str, Any] = {}
+    for part, values in (("output", pred.scores), ("pred", pred.decisions)):
+        if values is None:
+            continue
+        values = np.asarray(values).reshape(len(values), -1)
+        if values.shape[1] == 1:
+            columns[f"{name}.{part}"] = values[:, 0]
+        else:
+            names = outputs if len(outputs) == values.shape[1] else range(values.shape[1])
+            columns.update({f"{name}.{part}.{n}": values[:, j] for j, n in enumerate(names)})
+    return columns
 
 
 def tune_thresholds(model: MultiTaskModel, data: MultiTaskData) -> MultiTaskModel:

@@ -7,15 +7,19 @@ without executing anything. Kinds:
 - ``multilabel``: k logits, one per named label; targets 0/1 per label.
 - ``multiclass``: k-way softmax over named classes; targets as names or indices.
 - ``regression``: 1..k real outputs (e.g. key-point coordinates), each may be missing alone.
+
+A kind registered with `taskmask.register_kind` (see `taskmask.kinds`) is accepted too; only
+NaN / None / empty (and ``sentinel`` when given) mark its labels missing.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from taskmask.errors import TaskmaskError
+from taskmask.kinds import BUILTIN_KINDS, get_kind, is_custom, known_kinds
 
 TaskKind = Literal["binary", "multilabel", "multiclass", "regression"]
 RegressionLoss = Literal["mse", "l1", "huber"]
@@ -44,7 +48,7 @@ class Task(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
-    kind: TaskKind
+    kind: str  # a TaskKind, or a kind registered with taskmask.register_kind
     labels: tuple[str, ...] | None = None
     n_outputs: int | None = Field(default=None, ge=1)
     weight: float = Field(default=1.0, ge=0.0)
@@ -59,6 +63,16 @@ class Task(BaseModel):
     negative_weight: float | None = Field(default=None, ge=0.0, le=1.0)
     expected_positives: float | None = Field(default=None, gt=0.0)
     expected_positive_weight: float | None = Field(default=None, ge=0.0)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str, info: ValidationInfo) -> str:
+        if kind in BUILTIN_KINDS or is_custom(kind):
+            return kind
+        raise ValueError(
+            f"task {info.data.get('name')!r}: unknown kind {kind!r}; known kinds: "
+            f"{list(known_kinds())} (register a user-defined kind with taskmask.register_kind)"
+        )
 
     @model_validator(mode="after")
     def _check(self) -> Task:
@@ -114,7 +128,7 @@ class Task(BaseModel):
         """The raw value read as missing besides NaN / None / empty: -1 for classes by default."""
         if self.sentinel is not None:
             return self.sentinel
-        return None if self.kind == "regression" else -1.0
+        return -1.0 if self.kind in ("binary", "multilabel", "multiclass") else None
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -122,6 +136,9 @@ class Task(BaseModel):
         if self.labels is not None:
             return self.labels
         n = self.n_outputs
+        if is_custom(self.kind):
+            n = self.width
+            return (self.name,) if n == 1 else tuple(f"{self.name}_{i}" for i in range(n))
         if self.kind == "binary" or (self.kind == "regression" and n in (None, 1)):
             return (self.name,)
         if n is None:
@@ -131,6 +148,8 @@ class Task(BaseModel):
     @property
     def width(self) -> int:
         """Number of head outputs (logits or values)."""
+        if is_custom(self.kind):
+            return get_kind(self.kind).width(self)
         return 1 if self.kind == "binary" else len(self.output_names)
 
     def thresholds(self) -> tuple[float, ...]:

@@ -1,9 +1,10 @@
 """Built-in trunks, described by serialisable configs so that a saved model can be rebuilt.
 
-An MLP for ``(N, n_features)`` rows, a 1-D CNN for ``(N, channels, length)`` series and a 2-D
-CNN for ``(N, channels, height, width)`` images. Any ``nn.Module`` works as a trunk; a built-in
-one can be rebuilt from its JSON config when a model is loaded, a user module must be passed to
-`taskmask.load_model` again.
+An MLP for ``(N, n_features)`` rows, a 1-D CNN for ``(N, channels, length)`` series, a 2-D
+CNN for ``(N, channels, height, width)`` images, and a siamese trunk for pairs
+``(N, 2, *element_shape)`` that runs one of those on both elements (`PairConfig`). Any
+``nn.Module`` works as a trunk; a built-in one can be rebuilt from its JSON config when a model
+is loaded, a user module must be passed to `taskmask.load_model` again.
 """
 
 from __future__ import annotations
@@ -107,17 +108,47 @@ def _trunk_type(value: Any) -> Any:
     return getattr(value, "type", None)
 
 
-TRUNK_CONFIGS: tuple[type[BaseModel], ...] = (MLPConfig, CNN1DConfig, CNN2DConfig)
-"""The built-in trunk config classes, for ``isinstance`` checks."""
-
-TrunkConfig = Annotated[
+EncoderConfig = Annotated[
     Annotated[MLPConfig, Tag("mlp")]
     | Annotated[CNN1DConfig, Tag("cnn1d")]
     | Annotated[CNN2DConfig, Tag("cnn2d")],
     Discriminator(
         _trunk_type,
         custom_error_type="trunk_type",
-        custom_error_message="a trunk config needs type 'mlp' (the default), 'cnn1d' or 'cnn2d'",
+        custom_error_message="an encoder config needs type 'mlp' (the default), 'cnn1d' or 'cnn2d'",
+    ),
+]
+"""The trunk config a `PairConfig` runs on each element: an MLP, 1-D or 2-D CNN config."""
+
+
+class PairConfig(BaseModel):
+    """A siamese trunk for pairs ``(N, 2, *element_shape)``: one ``encoder`` (shared weights)
+    embeds both elements, and the output is the two embeddings side by side, ``(N, 2 d)``
+    (`split_pair` cuts it back). Submodules ``first`` and ``second`` output each element's
+    embedding ``(N, d)``: attach a head there to read one element (e.g. a class per element).
+    The encoder runs once on the ``2N`` elements, so a head cannot attach inside it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["pair"] = "pair"
+    encoder: EncoderConfig = Field(default_factory=MLPConfig)
+
+
+TRUNK_CONFIGS: tuple[type[BaseModel], ...] = (MLPConfig, CNN1DConfig, CNN2DConfig, PairConfig)
+"""The built-in trunk config classes, for ``isinstance`` checks."""
+
+TrunkConfig = Annotated[
+    Annotated[MLPConfig, Tag("mlp")]
+    | Annotated[CNN1DConfig, Tag("cnn1d")]
+    | Annotated[CNN2DConfig, Tag("cnn2d")]
+    | Annotated[PairConfig, Tag("pair")],
+    Discriminator(
+        _trunk_type,
+        custom_error_type="trunk_type",
+        custom_error_message=(
+            "a trunk config needs type 'mlp' (the default), 'cnn1d', 'cnn2d' or 'pair'"
+        ),
     ),
 ]
 """Any built-in trunk config; in JSON or YAML the ``type`` key picks one (default ``"mlp"``)."""
@@ -202,6 +233,38 @@ class ConvTrunk(nn.Module):
         return x
 
 
+class PairTrunk(nn.Module):
+    """``(N, 2, *element_shape) -> (N, 2 d)``: ``[encoder(x[:, 0]) | encoder(x[:, 1])]``, the
+    encoder being one built-in trunk for ``element_shape`` applied to both elements (one call on
+    the ``2N`` elements stacked). ``first`` and ``second`` are identity submodules that output
+    each element's embedding ``(N, d)``, for heads to attach to."""
+
+    def __init__(self, element_shape: tuple[int, ...], config: PairConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.element_shape = tuple(element_shape)
+        self.encoder = build_trunk(config.encoder, self.element_shape)
+        self.first = nn.Identity()
+        self.second = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim < 3 or x.shape[1] != 2:
+            raise TaskmaskError(f"a pair trunk takes (N, 2, ...) inputs, got {tuple(x.shape)}")
+        n = x.shape[0]
+        embedded = self.encoder(x.flatten(0, 1)).reshape(n, 2, -1)  # (N, 2, d)
+        return torch.cat([self.first(embedded[:, 0]), self.second(embedded[:, 1])], dim=1)
+
+
+def split_pair(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A `PairTrunk`'s output ``(N, 2 d)`` as the two embeddings ``(N, d)``, ``(N, d)``."""
+    if features.ndim != 2 or features.shape[1] % 2:
+        raise TaskmaskError(
+            f"expected pair features (N, 2 d) with an even width, got {tuple(features.shape)}"
+        )
+    first, second = features.chunk(2, dim=1)
+    return first, second
+
+
 def conv_output_size(size: int, config: CNN1DConfig | CNN2DConfig) -> list[int]:
     """The spatial size along one axis after each block, for an input of ``size`` there;
     a size of 0 means the input is too small for the config."""
@@ -236,6 +299,12 @@ def build_trunk(config: TrunkConfig, input_shape: tuple[int, ...]) -> nn.Module:
     """Build a built-in trunk for inputs of shape ``(N, *input_shape)``; `TaskmaskError` when
     the shape does not fit the trunk."""
     input_shape = tuple(input_shape)
+    if isinstance(config, PairConfig):
+        if len(input_shape) < 2 or input_shape[0] != 2:
+            raise TaskmaskError(
+                f"a pair trunk takes (N, 2, *element_shape) inputs, got input shape {input_shape}"
+            )
+        return PairTrunk(input_shape[1:], config)
     if isinstance(config, MLPConfig):
         if len(input_shape) != 1:
             raise TaskmaskError(
@@ -249,4 +318,4 @@ def build_trunk(config: TrunkConfig, input_shape: tuple[int, ...]) -> nn.Module:
 
 def trunk_config(trunk: nn.Module) -> TrunkConfig | None:
     """The config a built-in trunk was made from; ``None`` for any other module."""
-    return trunk.config if isinstance(trunk, MLPTrunk | ConvTrunk) else None
+    return trunk.config if isinstance(trunk, MLPTrunk | ConvTrunk | PairTrunk) else None
