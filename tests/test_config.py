@@ -138,7 +138,10 @@ def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
             },
             ["data: give a validation file or a validation_split, not both"],
         ),
-        ({"data": {"train": "a.csv"}}, ["data: give features (columns or NPZ arrays), smiles, or both"]),
+        (
+            {"data": {"train": "a.csv"}},
+            ["data: give features (columns or NPZ arrays), smiles, or both"],
+        ),
     ],
 )
 def test_invalid_config_names_file_path_and_expectation(
