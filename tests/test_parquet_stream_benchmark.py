@@ -3,6 +3,7 @@ measures each mode in a process of its own, and writes every figure it promises.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import subprocess
@@ -29,6 +30,9 @@ def test_smoke_run_writes_its_figures(tmp_path: Path) -> None:
     assert results["memory"]["rows"] == results["stream"]["rows"]
     assert results["pass, all files"]["rows"] == settings["n_rows"]
     assert results["pass, 1 file"]["rows"] == settings["n_rows"] // settings["n_files"]
+    trace = results["pass, all files"]["peak_rss_mib_by_rows"]
+    assert len(trace) == 10 and trace[-1][0] == settings["n_rows"]
+    assert all(a[0] < b[0] and a[1] <= b[1] for a, b in itertools.pairwise(trace))
     ratio = results["stream"]["samples_per_s"] / results["memory"]["samples_per_s"]
     assert report["stream_over_memory"] == ratio
     assert "stream / memory samples/s" in (out / "results.md").read_text()

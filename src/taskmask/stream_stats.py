@@ -146,6 +146,7 @@ class Moments:
 
 def moments(inputs: np.ndarray) -> Moments:
     """The `Moments` of a chunk of features ``(n, F)``."""
-    values = inputs.astype(np.float64)
+    values = inputs.astype(np.float64)  # one float64 copy, then in place
     mean = values.mean(axis=0)
-    return Moments(len(values), mean, ((values - mean) ** 2).sum(axis=0))
+    np.subtract(values, mean, out=values)
+    return Moments(len(values), mean, np.square(values, out=values).sum(axis=0))
