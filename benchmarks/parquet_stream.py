@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import resource
 import shutil
 import subprocess
@@ -413,7 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = time.perf_counter() - start
     print(table)
     print(f"total {total:.0f} s")
-    args.out.mkdir(parents=True, exist_ok=True)
+    from _common import write_results  # it imports torch and taskmask: only the parent needs it
+
     report = {
         "settings": asdict(s),
         "data": {"directory": str(directory), "bytes": size, "generate_seconds": generated},
@@ -421,12 +421,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stream_over_memory": results["stream"]["samples_per_s"]
         / results["memory"]["samples_per_s"],
         "total_seconds": total,
-        "environment": {"python": platform.python_version(), "platform": platform.platform()},
+        "runs": runs,
     }
-    (args.out / "results.json").write_text(json.dumps(report, indent=1))
-    (args.out / "results.md").write_text(table + "\n")
+    write_results(args.out, report, table)
     plot(results, args.out / "parquet_stream.png")
-    print(f"wrote {args.out / 'results.json'}, results.md and parquet_stream.png")
     return 0
 
 
