@@ -14,6 +14,7 @@ from taskmask.masking import EncodedLabels, encode_labels
 from taskmask.model import MultiTaskModel
 from taskmask.persistence import load_model, save_model
 from taskmask.predict import TaskPrediction, predict, predictions_frame, tune_thresholds
+from taskmask.streaming import ParquetSource
 from taskmask.tasks import Task
 from taskmask.trainer import EarlyStopping, TrainConfig, Trainer
 from taskmask.trunks import (
@@ -40,6 +41,7 @@ __all__ = [
     "MultiTaskModel",
     "PairConfig",
     "PairTrunk",
+    "ParquetSource",
     "Task",
     "TaskKindSpec",
     "TaskPrediction",
