@@ -11,6 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 
 import taskmask
@@ -54,7 +56,11 @@ def environment() -> dict[str, Any]:
 
 def jsonable(value: Any) -> Any:
     """``value`` for strict JSON: NaN (an undefined metric, a std over one seed) becomes
-    ``null``."""
+    ``null``, NumPy scalars Python numbers, tuples lists, data frames lists of rows."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, pd.DataFrame):
+        return value.to_dict(orient="records")
     if isinstance(value, float):
         return None if math.isnan(value) else value
     if isinstance(value, dict):

@@ -9,9 +9,7 @@ is cached.
 
 from __future__ import annotations
 
-import argparse
 import io
-import math
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,8 +29,6 @@ from taskmask.splits import Split, random_split
 from taskmask.trunks import build_trunk
 
 LABELS = ("desert", "mountains", "sea", "sunset", "trees")
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @dataclass(frozen=True)
@@ -65,11 +61,6 @@ class Scenes:
     names: list[str]
     inputs: torch.Tensor  # (N, 3, size, size) float32 in [0, 1]
     labels: np.ndarray  # (N, 5) float64, 0 / 1
-
-
-def data_found(data_dir: Path) -> bool:
-    folder = data_dir / "miml_scene"
-    return (folder / "miml_images.tar").is_file() and (folder / "miml_labels.csv").is_file()
 
 
 def load_scenes(data_dir: Path, size: int, n_rows: int | None = None) -> Scenes:
@@ -198,28 +189,3 @@ def evaluate_thresholds(
         "0.5": score(probs_test, y_test, (0.5,) * len(LABELS)),
         "tuned": {**score(probs_test, y_test, tuned), "thresholds": [float(t) for t in tuned]},
     }
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` for strict JSON: NaN becomes ``null``, tuples lists, frames lists of rows."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, pd.DataFrame):
-        return value.to_dict(orient="records")
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
-def parse_args(argv: Sequence[str] | None, name: str, doc: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="a tiny slice, seconds")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=REPO / "out" / name)
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    return parser.parse_args(argv)

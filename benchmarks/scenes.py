@@ -33,28 +33,25 @@ first true label), which is what the seed's 0.68 reports.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from _common import benchmark_parser, chosen_settings, data_missing, write_results
 from _scenes import (
     LABELS,
     SMOKE,
     Scenes,
     Settings,
-    data_found,
     evaluate_thresholds,
-    jsonable,
     load_scenes,
-    parse_args,
     scene_split,
     train,
 )
@@ -206,14 +203,10 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv, "scenes", __doc__)
-    if not data_found(args.data_dir):
-        print(f"skipped: miml_scene data not found under {args.data_dir} (see ../shared/data)")
+    args = benchmark_parser(__doc__, "scenes", seeds=len(Settings().seeds)).parse_args(argv)
+    if data_missing(args.data_dir / "miml_scene" / "miml_images.tar", "miml_scene", args.data_dir):
         return 0
-    torch.set_num_threads(args.threads)
-    settings = SMOKE if args.smoke else Settings()
-    if args.seeds is not None:
-        settings = replace(settings, seeds=tuple(range(args.seeds)))
+    settings = chosen_settings(args, Settings(), SMOKE)
     start = time.perf_counter()
     scenes = load_scenes(args.data_dir, settings.size, settings.n_rows)
     parts = scene_split(len(scenes.names))
@@ -265,8 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": runs,
         "examples": shown,
     }
-    (args.out / "results.json").write_text(json.dumps(jsonable(report), indent=1))
-    (args.out / "results.md").write_text(table + "\n")
+    write_results(args.out, report, table)
     print(f"wrote results.json, results.md and scenes.png to {args.out}")
     return 0
 

@@ -32,7 +32,6 @@ thread, the sweep runs two seeds on 32x32 images with a smaller CNN than benchma
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -43,15 +42,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import benchmark_parser, chosen_settings, data_missing, write_results
 from _scenes import (
     LABELS,
     SMOKE,
     Settings,
-    data_found,
     evaluate_thresholds,
-    jsonable,
     load_scenes,
-    parse_args,
     scene_split,
     train,
 )
@@ -239,14 +236,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv, "scenes_missing_rate", __doc__)
-    if not data_found(args.data_dir):
-        print(f"skipped: miml_scene data not found under {args.data_dir} (see ../shared/data)")
+    args = benchmark_parser(__doc__, "scenes_missing_rate", seeds=len(SWEEP.seeds)).parse_args(argv)
+    if data_missing(args.data_dir / "miml_scene" / "miml_images.tar", "miml_scene", args.data_dir):
         return 0
-    torch.set_num_threads(args.threads)
-    settings = SMOKE_SWEEP if args.smoke else SWEEP
-    if args.seeds is not None:
-        settings = replace(settings, seeds=tuple(range(args.seeds)))
+    settings = chosen_settings(args, SWEEP, SMOKE_SWEEP)
     rates = SMOKE_RATES if args.smoke else RATES
     start = time.perf_counter()
     scenes = load_scenes(args.data_dir, settings.size, settings.n_rows)
@@ -297,8 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": rows,
         "runs": runs,
     }
-    (args.out / "results.json").write_text(json.dumps(jsonable(report), indent=1))
-    (args.out / "results.md").write_text(table)
+    write_results(args.out, report, table)
     print(f"wrote results.json, results.md and scenes_missing_rate.png to {args.out}")
     return 0
 

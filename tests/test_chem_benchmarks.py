@@ -5,34 +5,17 @@ sweep's label-hiding rules are checked on their own."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import DATA, assert_skip_without_data, smoke_runs
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SCRIPTS = ("tox21", "biogen", "missing_rate")
 OUTPUTS = {
     "tox21": ["results.json", "results.md"],
     "biogen": ["results.json", "results.md"],
     "missing_rate": ["results.json", "results.md", "missing_rate.png"],
 }
-
-
-def _start(script: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(BENCHMARKS / f"{script}.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=600)
-    return process.returncode, out, err
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +25,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str
     if not DATA.is_dir():
         pytest.skip(f"{DATA} is absent")
     root = tmp_path_factory.mktemp("chem_bench")
-    running = {s: _start(s, "--smoke", "--out", str(root / s)) for s in SCRIPTS}
-    results = {}
-    for script, process in running.items():
-        code, out, err = _finish(process)
-        assert code == 0, f"{script}: {err[-3000:]}"
-        results[script] = (root / script, out)
-    return results
+    return smoke_runs(SCRIPTS, root)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -93,9 +70,4 @@ def test_missing_rate_smoke_reports_the_targets(smoke: dict[str, tuple[Path, str
 
 
 def test_without_data_each_benchmark_skips_with_a_message(tmp_path: Path) -> None:
-    running = {s: _start(s, "--data-dir", str(tmp_path), "--out", str(tmp_path)) for s in SCRIPTS}
-    for script, process in running.items():
-        code, out, err = _finish(process)
-        assert code == 0, f"{script}: {err[-2000:]}"
-        assert out.startswith("skipped:") and str(tmp_path) in out, out
-    assert not any(tmp_path.iterdir())
+    assert_skip_without_data(SCRIPTS, tmp_path)

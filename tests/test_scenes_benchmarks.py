@@ -4,16 +4,14 @@ size and write their outputs; without ../shared/data they skip with a message an
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from benchmark_scripts import BENCHMARKS, DATA, assert_skip_without_data, smoke_runs
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SCRIPTS = ("scenes", "scenes_missing_rate")
 OUTPUTS = {
     "scenes": ["results.json", "results.md", "scenes.png"],
@@ -22,33 +20,13 @@ OUTPUTS = {
 LABELS = ("desert", "mountains", "sea", "sunset", "trees")
 
 
-def _start(script: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(BENCHMARKS / f"{script}.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=600)
-    return process.returncode, out, err
-
-
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
     """Both smoke runs, started together (they spend much of their time importing)."""
     if not (DATA / "miml_scene" / "miml_images.tar").is_file():
         pytest.skip(f"{DATA / 'miml_scene'} is absent")
     root = tmp_path_factory.mktemp("scene_bench")
-    running = {s: _start(s, "--smoke", "--out", str(root / s)) for s in SCRIPTS}
-    results = {}
-    for script, process in running.items():
-        code, out, err = _finish(process)
-        assert code == 0, f"{script}: {err[-3000:]}"
-        results[script] = (root / script, out)
-    return results
+    return smoke_runs(SCRIPTS, root)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -177,9 +155,4 @@ def test_development_labels_hide_train_and_validation_only(scenes_module) -> Non
 
 
 def test_without_data_each_benchmark_skips_with_a_message(tmp_path: Path) -> None:
-    running = {s: _start(s, "--data-dir", str(tmp_path), "--out", str(tmp_path)) for s in SCRIPTS}
-    for script, process in running.items():
-        code, out, err = _finish(process)
-        assert code == 0, f"{script}: {err[-2000:]}"
-        assert out.startswith("skipped:") and str(tmp_path) in out, out
-    assert not any(tmp_path.iterdir())
+    assert_skip_without_data(SCRIPTS, tmp_path)
