@@ -181,7 +181,9 @@ def fit(
 
     Missing labels are NaN / None / empty / the task's sentinel (see `taskmask.masking`).
     ``trunk`` is a trunk config (`MLPConfig`, the default; `CNN1DConfig`, `CNN2DConfig`) or any
-    ``nn.Module`` mapping ``(N, *input_shape)`` to features. ``standardize``: True or
+    ``nn.Module`` mapping ``(N, *input_shape)`` to features; a config is built under ``seed``,
+    a module keeps the weights it was built with (call ``torch.manual_seed`` before building
+    it for a repeatable run). ``standardize``: True or
     ``"feature"`` scales each input position, ``"channel"`` each channel (`standardization`).
     ``weighting`` is a registered name (see `taskmask.weighting.WEIGHTINGS`; options go in
     ``weighting_options``) or a `Weighting` instance. ``settings`` override fields of
