@@ -21,7 +21,7 @@ from taskmask.predict import raw_outputs
 from taskmask.streaming import ParquetSource
 from taskmask.tasks import Task, check_unique_names
 from taskmask.trainer import LossFn, TrainConfig, Trainer
-from taskmask.trunks import TRUNK_CONFIGS, MLPConfig, TrunkConfig, build_trunk
+from taskmask.trunks import MLPConfig, TrunkConfig, build_trunk
 from taskmask.weighting import Weighting
 
 
@@ -92,7 +92,9 @@ def _start_regression_at_mean(model: MultiTaskModel, train: MultiTaskData | Parq
             mean = torch.where(enc.observed, enc.target, 0.0).sum(0) / count
         else:
             continue
-        model.heads[task.name].bias.copy_(mean)
+        head = model.heads[task.name]
+        assert isinstance(head, nn.Linear), "built-in regression heads are linear"
+        head.bias.copy_(mean)
 
 
 Prepared = tuple[
@@ -212,10 +214,12 @@ def fit(
         prepared = _in_memory(inputs, labels, tasks, validation, standardize, feature_names, config)
     train, val, tasks, (mean, scale), feature_names = prepared
     torch.manual_seed(config.seed)
-    if trunk is None or isinstance(trunk, TRUNK_CONFIGS):
-        trunk = build_trunk(trunk or MLPConfig(), train.input_shape)
+    if isinstance(trunk, nn.Module):
+        module = trunk
+    else:
+        module = build_trunk(trunk or MLPConfig(), train.input_shape)
     model = MultiTaskModel(
-        trunk,
+        module,
         tasks,
         train.input_shape,
         input_mean=mean,

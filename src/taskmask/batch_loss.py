@@ -93,8 +93,8 @@ class BatchLoss:
             block = labels[PACKED]
             for task, target, observed in zip(
                 self.packed,
-                block.target.split(self.widths, dim=1),
-                block.observed.split(self.widths, dim=1),
+                torch.split(block.target, self.widths, dim=1),
+                torch.split(block.observed, self.widths, dim=1),
                 strict=True,
             ):
                 out[task.name] = EncodedLabels(target, observed)

@@ -15,7 +15,7 @@ def task_gradients(
     A task with nothing observed gets a row of NaN (its direction is undefined), never zeros.
     The graph is kept, so the caller can still back-propagate the losses.
     """
-    rows = []
+    rows: list[torch.Tensor | None] = []
     for loss, count in zip(losses, n_observed, strict=True):
         if count == 0:
             rows.append(None)

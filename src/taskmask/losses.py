@@ -34,7 +34,7 @@ class LossTerm(NamedTuple):
     """Sum of one task's elementwise loss over its observed entries, and how many there were."""
 
     sum: torch.Tensor
-    count: torch.Tensor
+    count: torch.Tensor  # type: ignore[assignment]  # the field hides tuple.count, on purpose
 
     def mean(self) -> torch.Tensor:
         """Mean over observed entries; exactly 0 (graph-connected) when none is observed."""

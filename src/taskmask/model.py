@@ -38,6 +38,9 @@ class MultiTaskModel(nn.Module):
     at prediction time).
     """
 
+    input_mean: torch.Tensor
+    input_scale: torch.Tensor
+
     def __init__(
         self,
         trunk: nn.Module,

@@ -77,8 +77,8 @@ def _task_prediction(task: Task, output: torch.Tensor) -> TaskPrediction:
     decisions = probs >= np.asarray(task.thresholds())
     if task.kind == "binary":
         return TaskPrediction(task, probs, decisions, None)
-    labels = task.output_names
-    names = [[labels[j] for j in np.flatnonzero(row)] for row in decisions]
+    names_of = task.output_names
+    names = [[names_of[j] for j in np.flatnonzero(row)] for row in decisions]
     return TaskPrediction(task, probs, decisions, names)
 
 

@@ -14,6 +14,7 @@ NaN / None / empty (and ``sentinel`` when given) mark its labels missing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -163,7 +164,7 @@ class Task(BaseModel):
         return (self.threshold,) * self.width
 
 
-def check_unique_names(tasks: list[Task] | tuple[Task, ...]) -> None:
+def check_unique_names(tasks: Sequence[Task]) -> None:
     """Raise if two tasks share a name or there are no tasks."""
     if not tasks:
         raise TaskmaskError("at least one task is needed")

@@ -12,6 +12,8 @@ from taskmask.weighting._weighting import Weighting
 class StaticWeighting(Weighting):
     """``total = sum_t weight_t * loss_t``; no division by the number of tasks present."""
 
+    weights: torch.Tensor
+
     def __init__(self, weights: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("weights", torch.tensor(list(weights), dtype=torch.float32))
