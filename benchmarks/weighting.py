@@ -167,18 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     comparison = ex.compare_to(results, "static", list(METRICS))
     lines = verdict(comparison, len(args.methods) - 1)
     plot = ex.plot_bars(results, [MAIN, "fourier r2"], args.out / "weighting.png")
-    info = ex.environment(args, clock())
-    paths = ex.write_outputs(
-        args.out,
+    print("\n".join(lines))
+    ex.finish(
+        args,
+        clock(),
         title="Automatic weighting vs equal weights: HMP ADL, activity + 3 input-derived tasks",
         results=results,
         tables={"test_summary": summary, "vs_static": comparison},
         notes=lines,
-        info=info,
+        plot=plot,
     )
-    print(f"\ntest_summary\n{ex.markdown(summary)}\nvs_static\n{ex.markdown(comparison)}")
-    print("\n".join(lines))
-    print(f"wrote {', '.join(str(p) for p in [*paths, plot])} in {info['seconds']} s")
     return 0
 
 

@@ -331,6 +331,27 @@ def write_outputs(
     return [*paths, out / "summary.md", out / "run.json"]
 
 
+def finish(
+    args: argparse.Namespace,
+    seconds: float,
+    *,
+    title: str,
+    results: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    notes: Sequence[str],
+    plot: Path,
+) -> None:
+    """`write_outputs` with the run's `environment`, then each table and the files written
+    on stdout."""
+    info = environment(args, seconds)
+    paths = write_outputs(
+        args.out, title=title, results=results, tables=tables, notes=notes, info=info
+    )
+    for name, table in tables.items():
+        print(f"\n{name}\n{markdown(table)}")
+    print(f"wrote {', '.join(str(p) for p in [*paths, plot])} in {info['seconds']} s")
+
+
 class Clock:
     """Wall time since creation."""
 
@@ -349,6 +370,7 @@ __all__ = [
     "compare_to",
     "data_missing",
     "environment",
+    "finish",
     "hmp_aux_targets",
     "load_hmp",
     "markdown",

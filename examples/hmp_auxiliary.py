@@ -226,18 +226,15 @@ def main(argv: list[str] | None = None) -> int:
         f"Weights chosen on validation macro-F1: {chosen}.",
         "Welch p-values are per comparison, not corrected for the number of variants.",
     ]
-    info = ex.environment(args, clock())
-    paths = ex.write_outputs(
-        args.out,
+    ex.finish(
+        args,
+        clock(),
         title="Seed 004, practice 2: auxiliary targets on HMP ADL",
         results=results,
         tables=tables,
         notes=notes,
-        info=info,
+        plot=plot,
     )
-    for name, table in tables.items():
-        print(f"\n{name}\n{ex.markdown(table)}")
-    print(f"wrote {', '.join(str(p) for p in [*paths, plot])} in {info['seconds']} s")
     return 0
 
 

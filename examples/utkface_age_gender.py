@@ -225,18 +225,15 @@ def main(argv: list[str] | None = None) -> int:
         "test metrics on a fully labelled test split; MAE in years.",
         "diff = variant minus per_task; Welch p-values uncorrected for multiple comparisons.",
     ]
-    info = ex.environment(args, clock())
-    paths = ex.write_outputs(
-        args.out,
+    ex.finish(
+        args,
+        clock(),
         title="Seed 003: age + gender on UTKFace, one label per image",
         results=results,
         tables=tables,
         notes=notes,
-        info=info,
+        plot=plot,
     )
-    for name, table in tables.items():
-        print(f"\n{name}\n{ex.markdown(table)}")
-    print(f"wrote {', '.join(str(p) for p in [*paths, plot])} in {info['seconds']} s")
     return 0
 
 
