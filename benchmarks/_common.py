@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import platform
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pandas as pd
 import torch
 
 import taskmask
+from taskmask.missingness import MECHANISMS, hide_labels
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -87,3 +89,23 @@ def chosen_settings(args: argparse.Namespace, full: Any, smoke: Any) -> Any:
     if args.seeds is not None:
         settings = replace(settings, seeds=tuple(range(args.seeds)))
     return settings
+
+
+SWEEP_RATES = (0.0, 0.25, 0.5, 0.75, 0.9)
+SMOKE_SWEEP_RATES = (0.0, 0.5)
+SWEEP_METHODS = ("masked", "fill_negative", "drop_rows", "single_task")
+
+
+def sweep_cells(
+    Y: np.ndarray, rows: np.ndarray, seed: int, rates: Sequence[float]
+) -> Iterator[tuple[str, float, np.ndarray]]:
+    """The missing-rate sweep's cells for one seed: ``(mechanism, rate, Y_thin)`` where
+    ``Y_thin`` is ``Y`` with ``rate`` of the observed labels in ``rows`` hidden
+    (`taskmask.missingness.hide_labels`, seeded by seed, rate and mechanism). Rate 0 comes once,
+    under the first mechanism: with nothing hidden both are the same run."""
+    for mechanism in MECHANISMS:
+        for rate in rates:
+            if rate == 0.0 and mechanism != MECHANISMS[0]:
+                continue
+            rng = np.random.default_rng([seed, int(rate * 100), MECHANISMS.index(mechanism)])
+            yield mechanism, rate, hide_labels(Y, rate, mechanism, rng=rng, rows=rows)

@@ -38,7 +38,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import benchmark_parser, chosen_settings, data_missing, write_results
+from _common import (
+    SMOKE_SWEEP_RATES,
+    SWEEP_METHODS,
+    SWEEP_RATES,
+    benchmark_parser,
+    chosen_settings,
+    data_missing,
+    sweep_cells,
+    write_results,
+)
 from tox21 import (
     SMOKE,
     Settings,
@@ -48,13 +57,10 @@ from tox21 import (
     single_task_aucs,
 )
 
-from taskmask.missingness import MECHANISMS, hide_labels
+from taskmask.missingness import MECHANISMS
 
-RATES = (0.0, 0.25, 0.5, 0.75, 0.9)
-METHODS = ("masked", "fill_negative", "drop_rows", "single_task")
 SWEEP = replace(Settings(), seeds=(0,))  # benchmarks/tox21.py's settings, one seed
 SMOKE_SWEEP = replace(SMOKE, n_rows=300)
-SMOKE_RATES = (0.0, 0.5)
 
 
 def run_method(
@@ -94,7 +100,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for mechanism in MECHANISMS:
         for rate in sorted({r["rate"] for r in runs}):
-            for method in METHODS:
+            for method in SWEEP_METHODS:
                 chosen = [
                     r
                     for r in runs
@@ -145,7 +151,7 @@ def markdown(rows: list[dict[str, Any]], n_seeds: int) -> str:
         "|---|---" + "|---" * len(rates) + "|",
     ]
     for mechanism in MECHANISMS:
-        for method in METHODS:
+        for method in SWEEP_METHODS:
             cells = []
             for rate in rates:
                 match = [
@@ -173,7 +179,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     axes = figure.subplots(1, len(MECHANISMS), sharey=True)
     titles = {"mcar": "missing completely at random", "mnar": "not at random (positives 2x)"}
     for ax, mechanism in zip(axes, MECHANISMS, strict=True):
-        for method in METHODS:
+        for method in SWEEP_METHODS:
             line = [r for r in rows if r["mechanism"] == mechanism and r["method"] == method]
             x = [100 * r["rate"] for r in line]
             y = [r["mean"] for r in line]
@@ -190,7 +196,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "missing_rate", seeds=1)
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(SWEEP_METHODS))
     return parser.parse_args(argv)
 
 
@@ -199,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if data_missing(args.data_dir / "tox21" / "tox21.csv.gz", "Tox21", args.data_dir):
         return 0
     settings = chosen_settings(args, SWEEP, SMOKE_SWEEP)
-    rates = SMOKE_RATES if args.smoke else RATES
+    rates = SMOKE_SWEEP_RATES if args.smoke else SWEEP_RATES
     start = time.perf_counter()
     molecules = load_tox21(args.data_dir, settings)
     X, Y = molecules.inputs, molecules.labels
@@ -208,32 +214,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     for seed in settings.seeds:
         parts = make_split("random", molecules, seed)
         development = np.concatenate([parts.train, parts.validation])
-        for mechanism in MECHANISMS:
-            for rate in rates:
-                if rate == 0.0 and mechanism != MECHANISMS[0]:
-                    continue  # nothing hidden: the same run for both mechanisms
-                rng = np.random.default_rng([seed, int(rate * 100), MECHANISMS.index(mechanism)])
-                Y_thin = hide_labels(Y, rate, mechanism, rng=rng, rows=development)
-                for method in args.methods.split(","):
-                    t0 = time.perf_counter()
-                    aucs = run_method(method, X, Y, Y_thin, parts, settings, seed)
-                    seconds = time.perf_counter() - t0
-                    runs.append(
-                        {
-                            "seed": seed,
-                            "mechanism": mechanism,
-                            "rate": rate,
-                            "method": method,
-                            "auc": aucs,
-                            "seconds": seconds,
-                        }
-                    )
-                    mean = np.mean([0.5 if math.isnan(v) else v for v in aucs.values()])
-                    print(
-                        f"seed {seed} {mechanism} {rate:4.0%} {method:13s} {mean:.4f} "
-                        f"({seconds:.0f} s)",
-                        flush=True,
-                    )
+        for mechanism, rate, Y_thin in sweep_cells(Y, development, seed, rates):
+            for method in args.methods.split(","):
+                t0 = time.perf_counter()
+                aucs = run_method(method, X, Y, Y_thin, parts, settings, seed)
+                seconds = time.perf_counter() - t0
+                runs.append(
+                    {
+                        "seed": seed,
+                        "mechanism": mechanism,
+                        "rate": rate,
+                        "method": method,
+                        "auc": aucs,
+                        "seconds": seconds,
+                    }
+                )
+                mean = np.mean([0.5 if math.isnan(v) else v for v in aucs.values()])
+                print(
+                    f"seed {seed} {mechanism} {rate:4.0%} {method:13s} {mean:.4f} "
+                    f"({seconds:.0f} s)",
+                    flush=True,
+                )
     rows = summarise(runs)
     table = markdown(rows, len(settings.seeds))
     found = targets(rows)

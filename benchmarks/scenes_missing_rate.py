@@ -42,7 +42,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import benchmark_parser, chosen_settings, data_missing, write_results
+from _common import (
+    SMOKE_SWEEP_RATES,
+    SWEEP_METHODS,
+    SWEEP_RATES,
+    benchmark_parser,
+    chosen_settings,
+    data_missing,
+    sweep_cells,
+    write_results,
+)
 from _scenes import (
     LABELS,
     SMOKE,
@@ -55,15 +64,12 @@ from _scenes import (
 
 from taskmask import Task
 from taskmask.metrics import fit_thresholds
-from taskmask.missingness import MECHANISMS, hide_labels
+from taskmask.missingness import MECHANISMS
 from taskmask.predict import predict
 from taskmask.splits import Split
 
-RATES = (0.0, 0.25, 0.5, 0.75, 0.9)
-METHODS = ("masked", "fill_negative", "drop_rows", "single_task")
 SWEEP = Settings(size=32, channels=(8, 16, 32), pool=2, epochs=15, patience=4, seeds=(0, 1))
 SMOKE_SWEEP = replace(SMOKE, n_rows=200)
-SMOKE_RATES = (0.0, 0.5)
 METRICS = (("roc_auc_macro", "mean test ROC-AUC"), ("f1_macro", "macro F1, tuned thresholds"))
 
 
@@ -156,7 +162,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for mechanism in MECHANISMS:
         for rate in sorted({r["rate"] for r in runs}):
-            for method in METHODS:
+            for method in SWEEP_METHODS:
                 chosen = [
                     r
                     for r in runs
@@ -187,7 +193,7 @@ def markdown(rows: list[dict[str, Any]], n_seeds: int) -> str:
             "|---|---" + "|---" * len(rates) + "|",
         ]
         for mechanism in MECHANISMS:
-            for method in METHODS:
+            for method in SWEEP_METHODS:
                 cells = []
                 for rate in rates:
                     key = (mechanism, rate, method)
@@ -215,7 +221,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     titles = {"mcar": "missing completely at random", "mnar": "not at random (positives 2x)"}
     for (metric, label), row in zip(METRICS, axes, strict=True):
         for ax, mechanism in zip(row, MECHANISMS, strict=True):
-            for method in METHODS:
+            for method in SWEEP_METHODS:
                 line = [r for r in rows if r["mechanism"] == mechanism and r["method"] == method]
                 ax.plot(
                     [100 * r["rate"] for r in line],
@@ -240,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if data_missing(args.data_dir / "miml_scene" / "miml_images.tar", "miml_scene", args.data_dir):
         return 0
     settings = chosen_settings(args, SWEEP, SMOKE_SWEEP)
-    rates = SMOKE_RATES if args.smoke else RATES
+    rates = SMOKE_SWEEP_RATES if args.smoke else SWEEP_RATES
     start = time.perf_counter()
     scenes = load_scenes(args.data_dir, settings.size, settings.n_rows)
     X, Y = scenes.inputs, scenes.labels
@@ -251,30 +257,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     development = np.concatenate([parts.train, parts.validation])
     runs = []
     for seed in settings.seeds:
-        for mechanism in MECHANISMS:
-            for rate in rates:
-                if rate == 0.0 and mechanism != MECHANISMS[0]:
-                    continue  # nothing hidden: the same run for both mechanisms
-                rng = np.random.default_rng([seed, int(rate * 100), MECHANISMS.index(mechanism)])
-                Y_thin = hide_labels(Y, rate, mechanism, rng=rng, rows=development)
-                complete = not np.isnan(Y_thin[development]).any()
-                done: dict[str, Any] = {}
-                for method in METHODS:
-                    t0 = time.perf_counter()
-                    if complete and method in ("fill_negative", "drop_rows"):
-                        cell = done["masked"]  # nothing hidden: the masked run, trained once
-                    else:
-                        cell = run_cell(method, X, Y, Y_thin, parts, settings, seed)
-                    done[method] = cell
-                    seconds = time.perf_counter() - t0
-                    key = {"seed": seed, "mechanism": mechanism, "rate": rate, "method": method}
-                    runs.append({**key, **cell, "seconds": seconds})
-                    print(
-                        f"seed {seed} {mechanism} {rate:4.0%} {method:13s} ROC-AUC "
-                        f"{cell['roc_auc_macro']:.4f}  macro F1 {cell['f1_macro']:.4f}  "
-                        f"no model {cell['no_model']}  ({seconds:.0f} s)",
-                        flush=True,
-                    )
+        for mechanism, rate, Y_thin in sweep_cells(Y, development, seed, rates):
+            complete = not np.isnan(Y_thin[development]).any()
+            done: dict[str, Any] = {}
+            for method in SWEEP_METHODS:
+                t0 = time.perf_counter()
+                if complete and method in ("fill_negative", "drop_rows"):
+                    cell = done["masked"]  # nothing hidden: the masked run, trained once
+                else:
+                    cell = run_cell(method, X, Y, Y_thin, parts, settings, seed)
+                done[method] = cell
+                seconds = time.perf_counter() - t0
+                key = {"seed": seed, "mechanism": mechanism, "rate": rate, "method": method}
+                runs.append({**key, **cell, "seconds": seconds})
+                print(
+                    f"seed {seed} {mechanism} {rate:4.0%} {method:13s} ROC-AUC "
+                    f"{cell['roc_auc_macro']:.4f}  macro F1 {cell['f1_macro']:.4f}  "
+                    f"no model {cell['no_model']}  ({seconds:.0f} s)",
+                    flush=True,
+                )
     rows = summarise(runs)
     table = markdown(rows, len(settings.seeds))
     total = time.perf_counter() - start
