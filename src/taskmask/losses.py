@@ -24,7 +24,6 @@ import torch.nn.functional as F
 
 from taskmask.errors import TaskmaskError
 from taskmask.kinds import get_kind, is_custom
-from taskmask.losses_partial import partial_label_loss
 from taskmask.tasks import Task
 
 Reduction = Literal["mean", "sum", "none"]
@@ -202,6 +201,8 @@ def task_loss(
     with ``missing_labels`` other than ``"ignore"`` has its own sum and count (see
     `taskmask.losses_partial`)."""
     if task.missing_labels != "ignore":
+        from taskmask.losses_partial import partial_label_loss  # it builds on this module
+
         return LossTerm(*partial_label_loss(task, input, target, observed, pos_weight=pos_weight))
     if is_custom(task.kind):
         return _custom_loss(task, input, target, observed)

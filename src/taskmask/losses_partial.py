@@ -33,9 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from taskmask.errors import TaskmaskError
+from taskmask.losses import Reduction, _filled, masked_binary_cross_entropy_with_logits
 from taskmask.tasks import Task
-
-Reduction = Literal["mean", "sum", "none"]
 
 
 def _check(input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor) -> None:
@@ -75,17 +74,29 @@ def weak_negative_binary_cross_entropy_with_logits(
     """BCE from logits with the missing labels of covered rows taken as negatives of weight
     ``negative_weight`` in [0, 1]. ``"mean"`` divides by the summed weights (``clamp(min=1)``);
     ``"none"`` is the weighted elementwise loss, 0 where the weight is 0."""
-    _check(input, target, observed)
-    if not 0.0 <= negative_weight <= 1.0:
-        raise ValueError(f"negative_weight must be in [0, 1], got {negative_weight}")
-    weights = assumed_negative_weights(observed, negative_weight, dtype=input.dtype)
-    filled = torch.where(observed, target, 0).to(input.dtype)  # missing: assumed negative
-    bce = F.binary_cross_entropy_with_logits(input, filled, pos_weight=pos_weight, reduction="none")
-    loss = torch.where(weights > 0, weights * bce, 0.0)
+    loss, weights = _weak_negative(input, target, observed, negative_weight, pos_weight)
     if reduction == "none":
         return loss
     total = loss.sum()
     return total if reduction == "sum" else total / weights.sum().clamp(min=1)
+
+
+def _weak_negative(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    observed: torch.Tensor,
+    negative_weight: float,
+    pos_weight: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weighted elementwise loss of `weak_negative_binary_cross_entropy_with_logits` and
+    its weights (`assumed_negative_weights`)."""
+    _check(input, target, observed)
+    if not 0.0 <= negative_weight <= 1.0:
+        raise ValueError(f"negative_weight must be in [0, 1], got {negative_weight}")
+    weights = assumed_negative_weights(observed, negative_weight, dtype=input.dtype)
+    filled = _filled(target, observed).to(input.dtype)  # missing: assumed negative
+    bce = F.binary_cross_entropy_with_logits(input, filled, pos_weight=pos_weight, reduction="none")
+    return torch.where(weights > 0, weights * bce, 0.0), weights
 
 
 def expected_positive_regularizer(
@@ -124,9 +135,9 @@ def expected_positive_binary_cross_entropy_with_logits(
             f"expected_positives must be in (0, {input.shape[1]}] for {input.shape[1]} labels, "
             f"got {expected_positives}"
         )
-    filled = torch.where(observed, target, 0).to(input.dtype)
-    bce = F.binary_cross_entropy_with_logits(input, filled, pos_weight=pos_weight, reduction="none")
-    total = torch.where(observed, bce, 0.0).sum()
+    total = masked_binary_cross_entropy_with_logits(
+        input, target.to(input.dtype), observed, pos_weight=pos_weight, reduction="sum"
+    )
     n_observed = observed.sum()
     penalty = weight * expected_positive_regularizer(
         input, observed, expected_positives=expected_positives
@@ -171,8 +182,5 @@ def partial_label_loss(
         gamma = task.negative_weight
     else:
         gamma = 1.0 / max(k - 1, 1)
-    total = weak_negative_binary_cross_entropy_with_logits(
-        input, target, observed, negative_weight=gamma, pos_weight=pos_weight, reduction="sum"
-    )
-    count = assumed_negative_weights(observed, gamma, dtype=total.dtype).sum()
-    return total, count
+    loss, weights = _weak_negative(input, target, observed, gamma, pos_weight)
+    return loss.sum(), weights.sum()
