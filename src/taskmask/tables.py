@@ -136,7 +136,7 @@ def features(table: Table, names: Sequence[str]) -> tuple[torch.Tensor, list[str
         values = _as_number_column(table, names[0], first)
         return as_inputs(values, source=str(table.path)), None
     blocks, feature_names = [], []
-    n_rows = len(table.column(names[0], what="features"))
+    n_rows = len(first)
     for name in names:
         values = table.column(name, what="features")
         _check_rows(table, name, values, n_rows, "feature")

@@ -135,9 +135,6 @@ class PairConfig(BaseModel):
     encoder: EncoderConfig = Field(default_factory=MLPConfig)
 
 
-TRUNK_CONFIGS: tuple[type[BaseModel], ...] = (MLPConfig, CNN1DConfig, CNN2DConfig, PairConfig)
-"""The built-in trunk config classes, for ``isinstance`` checks."""
-
 TrunkConfig = Annotated[
     Annotated[MLPConfig, Tag("mlp")]
     | Annotated[CNN1DConfig, Tag("cnn1d")]
