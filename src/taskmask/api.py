@@ -212,15 +212,36 @@ def fit(
         raise TaskmaskError("a ParquetSource as validation needs one as training data")
     else:
         prepared = _in_memory(inputs, labels, tasks, validation, standardize, feature_names, config)
-    train, val, tasks, (mean, scale), feature_names = prepared
+    return train_prepared(
+        *prepared, trunk=trunk, config=config, weighting=weighting, loss_fns=loss_fns, resume=resume
+    )
+
+
+def train_prepared(
+    train: MultiTaskData | ParquetSource,
+    validation: MultiTaskData | None,
+    tasks: Sequence[Task],
+    scaling: tuple[torch.Tensor | None, torch.Tensor | None],
+    feature_names: Sequence[str] | None,
+    *,
+    trunk: TrunkConfig | nn.Module | None,
+    config: TrainConfig,
+    weighting: Weighting | None = None,
+    loss_fns: Mapping[str, LossFn] | None = None,
+    resume: bool = False,
+) -> FitResult:
+    """The end of `fit` once the data are encoded and checked: build the model under
+    ``config.seed`` (``scaling`` is its input mean and scale), start regression heads at the
+    observed means, train. ``validation`` is already split off."""
     torch.manual_seed(config.seed)
     if isinstance(trunk, nn.Module):
         module = trunk
     else:
         module = build_trunk(trunk or MLPConfig(), train.input_shape)
+    mean, scale = scaling
     model = MultiTaskModel(
         module,
-        tasks,
+        list(tasks),
         train.input_shape,
         input_mean=mean,
         input_scale=scale,
@@ -230,7 +251,7 @@ def fit(
     trainer = Trainer(
         config.model_copy(update={"validation_split": 0.0}), weighting=weighting, loss_fns=loss_fns
     )
-    history = trainer.fit(model, train, validation=val, resume=resume)
+    history = trainer.fit(model, train, validation=validation, resume=resume)
     return FitResult(model, pd.DataFrame(history), trainer)
 
 

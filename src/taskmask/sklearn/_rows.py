@@ -7,18 +7,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 import torch
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
-from taskmask.api import FitResult, _start_regression_at_mean, balance_tasks, resolve_tasks
+from taskmask.api import FitResult, balance_tasks, resolve_tasks, train_prepared
 from taskmask.data import MultiTaskData, split
 from taskmask.masking import encode_labels
-from taskmask.model import MultiTaskModel
 from taskmask.tasks import Task
-from taskmask.trainer import TrainConfig, Trainer
-from taskmask.trunks import MLPConfig, build_trunk
+from taskmask.trainer import TrainConfig
+from taskmask.trunks import MLPConfig
 
 _DENSE_CHUNK = 2**23  # features x rows densified at once when predicting from sparse input
 
@@ -86,18 +84,5 @@ def fit_sparse(
     train, val = densified(rows), (densified(held) if held is not None else None)
     tasks = balance_tasks(tasks, train)
     kept = cast(Rows, train.inputs).matrix
-    mean, scale = _sparse_standardization(kept) if standardize else (None, None)
-    torch.manual_seed(config.seed)
-    shape = (int(matrix.shape[1]),)
-    model = MultiTaskModel(
-        build_trunk(trunk, shape),
-        tasks,
-        shape,
-        input_mean=mean,
-        input_scale=scale,
-        feature_names=feature_names,
-    )
-    _start_regression_at_mean(model, train)
-    trainer = Trainer(config.model_copy(update={"validation_split": 0.0}))
-    history = trainer.fit(model, train, validation=val)
-    return FitResult(model, pd.DataFrame(history), trainer)
+    scaling = _sparse_standardization(kept) if standardize else (None, None)
+    return train_prepared(train, val, tasks, scaling, feature_names, trunk=trunk, config=config)
