@@ -117,19 +117,17 @@ def signed_log(values: np.ndarray) -> np.ndarray:
 
 
 def featurize_columns(smiles: Sequence[str], settings: Settings) -> tuple[np.ndarray, Any, Any]:
-    """``taskmask.chem.featurize`` with the descriptors through `signed_log`."""
-    from taskmask.chem import featurize
+    """``taskmask.chem.featurize`` (the SMILES parsed once for every kind) with the descriptor
+    columns through `signed_log`."""
+    from taskmask.chem import descriptor_names, feature_names, featurize
 
-    blocks, kept, failures = [], None, None
-    for kind in settings.features:
-        X, kept, failures = featurize(
-            smiles,
-            kind=kind,  # type: ignore[arg-type]
-            radius=settings.radius,
-            n_bits=settings.n_bits,
-        )
-        blocks.append(signed_log(X) if kind == "descriptors" else X)
-    return np.concatenate(blocks, axis=1).astype(np.float32), kept, failures
+    kinds: Any = settings.features
+    X, kept, failures = featurize(
+        smiles, kind=kinds, radius=settings.radius, n_bits=settings.n_bits
+    )
+    descriptors = np.isin(feature_names(kinds, n_bits=settings.n_bits), descriptor_names())
+    X[:, descriptors] = signed_log(X[:, descriptors])
+    return X.astype(np.float32), kept, failures
 
 
 def load_tox21(data_dir: Path, settings: Settings) -> Molecules:
