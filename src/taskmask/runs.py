@@ -94,13 +94,19 @@ def _check_part(
     data = make_data(
         part.inputs, part.labels, tasks, source=str(part.path), feature_names=part.feature_names
     )
-    empty = [name for name, count in data.n_observed().items() if count == 0]
-    if train and empty:
+    if train:
+        _require_labels(part.path, data.n_observed())
+    return data
+
+
+def _require_labels(path: Path, n_observed: dict[str, int]) -> None:
+    """Every task needs at least one observed training label; name those without."""
+    empty = [name for name, count in n_observed.items() if count == 0]
+    if empty:
         raise TaskmaskError(
-            f"{part.path}: tasks {empty} have no observed label at all; every task needs "
+            f"{path}: tasks {empty} have no observed label at all; every task needs "
             "at least one (check the column names and the missing-value encoding)"
         )
-    return data
 
 
 def _split(part: Dataset, fraction: float, *, seed: int) -> tuple[Dataset, Dataset]:
@@ -190,7 +196,7 @@ def train_run(
     for part in others.values():
         _check_part(part, tasks, shape, train=False)
     if streamed is not None:
-        coverage = _streamed_coverage(streamed)
+        coverage = _streamed_coverage(streamed, standardize=bool(config.standardize))
     else:
         assert train is not None
         coverage = label_coverage(_check_part(train, tasks, shape, train=True), tasks)
@@ -253,16 +259,13 @@ def _stream_source(config: RunConfig) -> ParquetSource:
     )
 
 
-def _streamed_coverage(source: ParquetSource) -> Coverage:
-    """The coverage of the streamed training labels (one pass), every task with a label."""
-    coverage = source.coverage()
-    empty = [name for name, count in source.n_observed().items() if count == 0]
-    if empty:
-        raise TaskmaskError(
-            f"{source.path}: tasks {empty} have no observed label at all; every task needs "
-            "at least one (check the column names and the missing-value encoding)"
-        )
-    return coverage
+def _streamed_coverage(source: ParquetSource, *, standardize: bool) -> Coverage:
+    """The coverage of the streamed training labels, every task with a label. With
+    ``standardize`` the features' moments are taken in the same pass (`fit` reuses them)."""
+    if standardize:
+        source.standardization()
+    _require_labels(source.path, source.n_observed())
+    return source.coverage()
 
 
 def open_run(run_dir: Path) -> tuple[RunConfig, MultiTaskModel]:
