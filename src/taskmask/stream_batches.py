@@ -62,7 +62,7 @@ def displacements(slots: torch.Tensor) -> torch.Tensor:
     earlier incoming row each one displaces, or -1 where it displaces the slot's content from
     before (a pure function of ``slots``, sorted once, no Python loop)."""
     k = len(slots)
-    order = torch.argsort(slots * k + torch.arange(k), stable=True)  # by slot, then arrival
+    order = torch.argsort(slots, stable=True)  # by slot; stable keeps arrival order within one
     same = slots[order[1:]] == slots[order[:-1]]
     previous = torch.full((k,), -1, dtype=torch.long)
     previous[order[1:][same]] = order[:-1][same]
