@@ -23,8 +23,7 @@ import hashlib
 import json
 import os
 import secrets
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from torch import nn
 from taskmask._version import __version__
 from taskmask.distributed import World
 from taskmask.errors import TaskmaskError
+from taskmask.persistence import write_atomically
 
 FORMAT_VERSION = 1
 INDEX_FILE = "checkpoint.json"
@@ -180,22 +180,6 @@ def check_resumable(
         )
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """``write(tmp)`` beside ``path``, sync it to disk, then rename it to ``path``."""
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as file:
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
@@ -211,7 +195,7 @@ def save(directory: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     name = f"checkpoint-{int(checkpoint.meta['epoch']):04d}-{secrets.token_hex(4)}.safetensors"
     tensor_path = directory / name
-    _atomic_write(tensor_path, lambda tmp: save_file(checkpoint.tensors, str(tmp)))
+    write_atomically(tensor_path, lambda tmp: save_file(checkpoint.tensors, str(tmp)))
     index = {
         "format_version": FORMAT_VERSION,
         "taskmask_version": __version__,
@@ -220,7 +204,7 @@ def save(directory: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
         "sha256": _sha256(tensor_path),
     }
     text = json.dumps(index, indent=1) + "\n"
-    _atomic_write(directory / INDEX_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_atomically(directory / INDEX_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     for stale in directory.glob("checkpoint-*.safetensors"):
         if stale.name != name:
             stale.unlink(missing_ok=True)

@@ -37,14 +37,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +53,7 @@ from taskmask.api import evaluate, fit
 from taskmask.losses import LossTerm
 from taskmask.metrics import metric_as_float
 from taskmask.model import MultiTaskModel
+from taskmask.persistence import write_atomically
 from taskmask.predict import predict
 from taskmask.tasks import Task
 from taskmask.trunks import MLPConfig
@@ -206,7 +205,9 @@ def run(
                 "description": description,
             }
         results = {"variants": variants, "settings": _settings(train_settings, data)}
-        _write_atomically(out_dir / "results.json", "w", lambda f: json.dump(results, f, indent=2))
+        write_atomically(
+            out_dir / "results.json", lambda tmp: tmp.write_text(json.dumps(results, indent=2))
+        )
         accuracies = {name: variant["accuracy"] for name, variant in variants.items()}
         plot_decision_boundaries(models, out_dir, accuracies=accuracies)
     return results
@@ -260,21 +261,6 @@ def format_table(results: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write_atomically(path: Path, mode: str, write: Callable[[IO[Any]], None]) -> None:
-    """Write ``path`` through a temporary file in the same folder and `os.replace`."""
-    with tempfile.NamedTemporaryFile(
-        mode, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as handle:
-        tmp = Path(handle.name)
-        try:
-            write(handle)
-        except BaseException:
-            handle.close()
-            tmp.unlink(missing_ok=True)
-            raise
-    os.replace(tmp, path)
-
-
 _TRUE_BOUNDARY = {  # each label's true boundary as a polyline (x0 values, x1 values)
     "y0": ([0.0, 1.0], [0.5, 0.5]),
     "y1": ([0.5, 0.5], [0.0, 1.0]),
@@ -314,6 +300,6 @@ def plot_decision_boundaries(
         fig.colorbar(filled, ax=axes, label=f"P({label} = 1)")
         fig.suptitle(f"{label}: 0.5 contour (black), true boundary (dashed)")
         path = out_dir / f"decision_boundary_{label}.png"
-        _write_atomically(path, "wb", partial(fig.savefig, format="png", dpi=100))
+        write_atomically(path, partial(fig.savefig, format="png", dpi=100))
         paths.append(path)
     return paths

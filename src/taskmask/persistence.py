@@ -48,6 +48,23 @@ class ModelMeta(BaseModel):
     trunk: TrunkConfig | None = None
 
 
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, sync it to disk, then rename it to
+    ``path``: readers see the old file or the whole new one, never a part."""
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as file:
+            os.fsync(file.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_directory(target: Path, write: Callable[[Path], None]) -> None:
     """Run ``write(tmp_dir)``, then move ``tmp_dir`` to ``target`` (replacing it)."""
     target = Path(target)

@@ -15,13 +15,11 @@ removed once the run directory is written. Under torchrun only rank 0 writes fil
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
 import torch
@@ -35,7 +33,12 @@ from taskmask.data import MultiTaskData, make_data, split
 from taskmask.errors import TaskmaskError
 from taskmask.metrics import MetricValue, to_jsonable
 from taskmask.model import MultiTaskModel
-from taskmask.persistence import atomic_directory, load_model, write_model_files
+from taskmask.persistence import (
+    atomic_directory,
+    load_model,
+    write_atomically,
+    write_model_files,
+)
 from taskmask.predict import tune_thresholds
 from taskmask.streaming import ParquetSource
 from taskmask.tables import Dataset, read_dataset
@@ -212,7 +215,10 @@ def train_run(
     if checkpoints and directory is not None and distributed.is_main():
         if not resume:
             shutil.rmtree(directory, ignore_errors=True)  # a stale one is no part of this run
-        _write_atomically(directory / CONFIG_FILE, lambda file: file.write(config.to_yaml()))
+        directory.mkdir(parents=True, exist_ok=True)
+        write_atomically(
+            directory / CONFIG_FILE, lambda tmp: tmp.write_text(config.to_yaml(), encoding="utf-8")
+        )
     settings: dict[str, Any] = {
         "trunk": config.model.trunk,
         "validation": None if validation is None else (validation.inputs, validation.labels),
@@ -294,17 +300,5 @@ def left_out_report(part: Dataset) -> str:
 
 def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` (no index) to ``path`` through a temporary file and `os.replace`."""
-    _write_atomically(path, lambda file: frame.to_csv(file, index=False))
-
-
-def _write_atomically(path: Path, write: Callable[[IO[str]], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            write(file)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
