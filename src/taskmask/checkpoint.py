@@ -111,7 +111,14 @@ def training_state(
     world: World,
 ) -> Checkpoint:
     """Everything but the trainer's own bookkeeping. Every rank must call it (the processes'
-    RNG states are gathered); only rank 0 needs to `save` the result."""
+    RNG states are gathered); only rank 0 `save`s the result, so only rank 0's holds the model,
+    weighting and optimiser tensors (the other ranks' is empty)."""
+    gathered = {
+        name: world.gather_rows(state.to(world.device)[None]).cpu()  # (world_size, n)
+        for name, state in _rng_states(world.device).items()
+    }
+    if not world.is_main:
+        return Checkpoint({}, {})
     optimizer_state = _optimizer_state(optimizer)
     tensors = {
         **prefixed("model.", model.state_dict()),
@@ -119,9 +126,8 @@ def training_state(
         **optimizer_state.tensors,
         "rng.shuffle": generator.get_state(),
     }
-    for name, state in _rng_states(world.device).items():
-        gathered = world.gather_rows(state.to(world.device)[None]).cpu()  # (world_size, n)
-        tensors.update({f"rng.{name}.{rank}": row.clone() for rank, row in enumerate(gathered)})
+    for name, rows in gathered.items():
+        tensors.update({f"rng.{name}.{rank}": row.clone() for rank, row in enumerate(rows)})
     meta = {"optimizer": optimizer_state.meta, "world_size": world.world_size}
     return Checkpoint(tensors, meta)
 
