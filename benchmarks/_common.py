@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 import taskmask
-from taskmask.missingness import MECHANISMS, hide_labels
+from taskmask.data.missingness import MECHANISMS, hide_labels
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -101,8 +101,8 @@ def sweep_cells(
 ) -> Iterator[tuple[str, float, np.ndarray]]:
     """The missing-rate sweep's cells for one seed: ``(mechanism, rate, Y_thin)`` where
     ``Y_thin`` is ``Y`` with ``rate`` of the observed labels in ``rows`` hidden
-    (`taskmask.missingness.hide_labels`, seeded by seed, rate and mechanism). Rate 0 comes once,
-    under the first mechanism: with nothing hidden both are the same run."""
+    (`taskmask.data.missingness.hide_labels`, seeded by seed, rate and mechanism). Rate 0 comes
+    once, under the first mechanism: with nothing hidden both are the same run."""
     for mechanism in MECHANISMS:
         for rate in rates:
             if rate == 0.0 and mechanism != MECHANISMS[0]:

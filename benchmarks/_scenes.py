@@ -23,10 +23,10 @@ from torch import nn
 
 import taskmask
 from taskmask import CNN2DConfig, EarlyStopping, Task
+from taskmask.data.splits import Split, random_split
 from taskmask.errors import TaskmaskError
-from taskmask.metrics import binary_metrics, metric_as_float, multilabel_metrics
-from taskmask.splits import Split, random_split
-from taskmask.trunks import build_trunk
+from taskmask.functional import binary_metrics, metric_as_float, multilabel_metrics
+from taskmask.model import build_trunk
 
 LABELS = ("desert", "mountains", "sea", "sunset", "trees")
 

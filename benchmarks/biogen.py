@@ -88,7 +88,7 @@ SMOKE = Settings(
 
 def _canonical(smiles: Sequence[str]) -> tuple[list[str | None], list[str | None]]:
     """Canonical SMILES with and without stereo (``None`` where RDKit cannot parse)."""
-    from taskmask.chem import parse_smiles, rdkit_module
+    from taskmask.data.chem import parse_smiles, rdkit_module
 
     chem = rdkit_module("rdkit.Chem")
     mols, _ = parse_smiles(list(smiles))

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from taskmask import MLPConfig, MLPTrunk, MultiTaskModel, Task, TrainConfig, Trainer, make_data
-from taskmask.distributed import is_main, rank
+from taskmask._world import is_main, rank
 
 FULL = {"rows": 32_768, "hidden": (1024, 1024), "epochs": 2, "repeats": 3}
 SMOKE = {"rows": 1_024, "hidden": (64,), "epochs": 1, "repeats": 1}

@@ -10,7 +10,7 @@ Data, features, trunk and optimiser are those of benchmarks/tox21.py (its `Setti
 own 17 % stay missing), a fraction ``rate`` in {0, 25, 50, 75, 90 %} is hidden, per assay:
 
 ``mcar`` (at random) or ``mnar`` (positives hidden twice as often), as defined in
-`taskmask.missingness`.
+`taskmask.data.missingness`.
 
 Methods, all early-stopped on the (equally thinned) validation labels and tested on every
 observed test label:
@@ -57,7 +57,7 @@ from tox21 import (
     single_task_aucs,
 )
 
-from taskmask.missingness import MECHANISMS
+from taskmask.data.missingness import MECHANISMS
 
 SWEEP = replace(Settings(), seeds=(0,))  # benchmarks/tox21.py's settings, one seed
 SMOKE_SWEEP = replace(SMOKE, n_rows=300)

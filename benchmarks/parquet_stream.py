@@ -13,7 +13,7 @@ chunk (never all in memory) under ``--work-dir`` (default ``out/parquet_stream``
 
 Each figure comes from its own process, so that each peak RSS (``ru_maxrss``) is its own:
 
-1. ``stream``: `taskmask.streaming.ParquetSource` over the 10 files (shuffle buffer of 100,000
+1. ``stream``: `taskmask.data.ParquetSource` over the 10 files (shuffle buffer of 100,000
    rows), `Trainer.fit` of an MLP (512, 256) with 50 heads, batch 1,024, Adam, for the first
    ``steps`` (400) batches of an epoch (a full epoch of 10,000,000 rows at this model's speed
    on 1 CPU thread takes 5 to 25 minutes here, depending on what else the machine runs).
@@ -154,14 +154,13 @@ class FirstSteps:
     def n_observed(self) -> dict[str, int]:
         return self.labels_from.n_observed()
 
-    def batches(self, plan: Any, batch_size: int, world: Any) -> Any:
-        from taskmask.distributed import InMemoryBatches
-        from taskmask.streaming import ParquetSource
+    def batches(self, tasks: Any, batch_size: int, world: Any, *, pack: Any) -> Any:
+        from taskmask.data import InMemoryBatches, ParquetSource
 
         if isinstance(self.data, ParquetSource):
-            inner = self.data.batches(plan, batch_size, world)
+            inner = self.data.batches(tasks, batch_size, world, pack=pack)
         else:
-            inner = InMemoryBatches(plan.pack(self.data), batch_size, world)
+            inner = InMemoryBatches(pack(self.data), batch_size, world)
         limit = self
 
         class Limited:
@@ -181,7 +180,7 @@ def _peak_mib() -> float:
 
 def _source(path: Path, s: Settings) -> Any:
     from taskmask import Task
-    from taskmask.streaming import ParquetSource
+    from taskmask.data import ParquetSource
 
     tasks = [Task(name=f"y{t}", kind="binary") for t in range(s.n_tasks)]
     features = [f"x{j}" for j in range(s.n_features)]
@@ -194,8 +193,8 @@ def _trace_rss(source: Any) -> list[tuple[int, float]]:
     trace: list[tuple[int, float]] = []
     batches = source.batches
 
-    def traced(plan: Any, batch_size: int, world: Any) -> Any:
-        inner = batches(plan, batch_size, world)
+    def traced(tasks: Any, batch_size: int, world: Any, *, pack: Any) -> Any:
+        inner = batches(tasks, batch_size, world, pack=pack)
 
         class Traced:
             def epoch(self, generator: Any) -> Iterator[Any]:

@@ -58,10 +58,10 @@ from _scenes import (
 
 from taskmask import Task
 from taskmask.data import make_data
-from taskmask.missingness import hide_labels
+from taskmask.data.missingness import hide_labels
+from taskmask.data.splits import Split
 from taskmask.model import MultiTaskModel
 from taskmask.predict import predict, predictions_frame, tune_thresholds, with_thresholds
-from taskmask.splits import Split
 
 VARIANTS = ("all_labels", "masked", "fill_negative")
 SEED_ACC = 0.68  # the seed's last val_acc (its 400 held-out images, Keras categorical accuracy)

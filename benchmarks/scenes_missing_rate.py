@@ -10,7 +10,7 @@ more of the labels go missing.
 Data and split as benchmarks/scenes.py (1,400 train / 200 validation / 400 test, no label
 missing). Of the development labels (train and validation), a fraction ``rate`` in {0, 25,
 50, 75, 90 %} is hidden per label, ``mcar`` (at random) or ``mnar`` (positives hidden twice as
-often), by `taskmask.missingness.hide_labels`; the test labels are all kept.
+often), by `taskmask.data.missingness.hide_labels`; the test labels are all kept.
 
 Methods, all early-stopped on the (equally thinned) validation labels:
 
@@ -63,10 +63,10 @@ from _scenes import (
 )
 
 from taskmask import Task
-from taskmask.metrics import fit_thresholds
-from taskmask.missingness import MECHANISMS
+from taskmask.data.missingness import MECHANISMS
+from taskmask.data.splits import Split
+from taskmask.functional import fit_thresholds
 from taskmask.predict import predict
-from taskmask.splits import Split
 
 SWEEP = Settings(size=32, channels=(8, 16, 32), pool=2, epochs=15, patience=4, seeds=(0, 1))
 SMOKE_SWEEP = replace(SMOKE, n_rows=200)

@@ -10,7 +10,7 @@
   max(1 - p_c, 0)²)``. That loss is lowest when the true digit gets probability 0, so such a
   head names its digit by the *smallest* probability (``argmin_accuracy``).
 
-Both follow the masking contract of `taskmask.kinds`: a missing label adds nothing and gets
+Both follow the masking contract of `taskmask.tasks`: a missing label adds nothing and gets
 exactly zero gradient (``torch.where`` selects, never multiplies).
 """
 
@@ -25,9 +25,9 @@ from torch import nn
 
 import taskmask
 from taskmask import LossTerm, Task, TaskKindSpec, TaskmaskError
-from taskmask.masking import EncodedLabels, encode_numbers
-from taskmask.metrics import MetricValue, Undefined
-from taskmask.trunks import split_pair
+from taskmask.functional import EncodedLabels, MetricValue, Undefined
+from taskmask.model import split_pair
+from taskmask.tasks import encode_numbers
 
 MARGIN = 1.0
 SAME_BELOW = 0.5  # Keras's compute_accuracy: a distance under 0.5 means "same"

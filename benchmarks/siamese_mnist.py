@@ -56,8 +56,9 @@ from _common import benchmark_parser, chosen_settings, data_missing, write_resul
 
 import taskmask
 from taskmask import EarlyStopping, MLPConfig, PairConfig, Task
-from taskmask.metrics import metric_as_float, task_metrics
-from taskmask.predict import raw_outputs
+from taskmask.functional import metric_as_float
+from taskmask.model import raw_outputs
+from taskmask.tasks import task_metrics
 
 VARIANTS = ("siamese", "siamese+digits", "siamese+seed_aux")
 SEED_FIGURES = {  # the seed notebook's printout (one run each)

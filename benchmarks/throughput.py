@@ -53,7 +53,7 @@ from taskmask import (
     Trainer,
     make_data,
 )
-from taskmask.batch_loss import BatchLoss
+from taskmask.training import BatchLoss
 from taskmask.weighting import Weighting, make_weighting
 
 Step = Callable[[int], None]

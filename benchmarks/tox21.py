@@ -39,7 +39,7 @@ from _common import benchmark_parser, chosen_settings, data_missing, write_resul
 
 import taskmask
 from taskmask import EarlyStopping, MLPConfig, Task
-from taskmask.metrics import metric_as_float
+from taskmask.functional import metric_as_float
 
 TASKS = (
     "NR-AR",
@@ -117,9 +117,9 @@ def signed_log(values: np.ndarray) -> np.ndarray:
 
 
 def featurize_columns(smiles: Sequence[str], settings: Settings) -> tuple[np.ndarray, Any, Any]:
-    """``taskmask.chem.featurize`` (the SMILES parsed once for every kind) with the descriptor
+    """``taskmask.data.chem.featurize`` (the SMILES parsed once for every kind) with the descriptor
     columns through `signed_log`."""
-    from taskmask.chem import descriptor_names, feature_names, featurize
+    from taskmask.data.chem import descriptor_names, feature_names, featurize
 
     kinds: Any = settings.features
     X, kept, failures = featurize(
@@ -132,7 +132,7 @@ def featurize_columns(smiles: Sequence[str], settings: Settings) -> tuple[np.nda
 
 def load_tox21(data_dir: Path, settings: Settings) -> Molecules:
     """Read the CSV, featurise the SMILES and keep the rows that parse (reported on stdout)."""
-    from taskmask.chem import failure_report
+    from taskmask.data.chem import failure_report
 
     frame = pd.read_csv(data_dir / "tox21" / "tox21.csv.gz")
     if settings.n_rows is not None:
@@ -148,7 +148,7 @@ def load_tox21(data_dir: Path, settings: Settings) -> Molecules:
 
 
 def make_split(kind: str, molecules: Molecules, seed: int) -> Any:
-    from taskmask.splits import random_split, scaffold_split
+    from taskmask.data.splits import random_split, scaffold_split
 
     if kind == "random":
         return random_split(len(molecules.smiles), (0.8, 0.1, 0.1), seed=seed)

@@ -26,10 +26,10 @@ import torch
 from sklearn.model_selection import train_test_split
 
 import taskmask
-from taskmask.auxiliary import auxiliary_targets
-from taskmask.images import extract_archive
-from taskmask.metrics import Undefined
-from taskmask.series import HMP_NAME_PATTERN, read_series_folder
+from taskmask.data.auxiliary import auxiliary_targets
+from taskmask.data.images import extract_archive
+from taskmask.data.series import HMP_NAME_PATTERN, read_series_folder
+from taskmask.functional import Undefined
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 

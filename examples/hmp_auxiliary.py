@@ -17,7 +17,7 @@ This script repeats that with taskmask on ../shared/data/hmp_adl, over several s
   exactly ``--epochs`` epochs (60) for every variant; ``--patience N`` instead stops early on
   the validation loss of the activity task (best weights restored), which favours the variants
   with auxiliary losses: they keep that loss falling for longer (see benchmarks/README.md);
-- auxiliary targets: `taskmask.auxiliary.auxiliary_targets` per channel (std, sum of absolute
+- auxiliary targets: `taskmask.data.auxiliary.auxiliary_targets` per channel (std, sum of absolute
   changes, the first ``--fourier-k`` Fourier magnitudes) on the samples the network sees, padding
   excluded, z-scored on the training split; each is an ``auxiliary=True`` regression task with
   weight ``w`` for every ``w`` in ``--weights``; for each variant the weight with the best mean

@@ -15,7 +15,7 @@ The fix is one line:
 
 This script trains the same model, with the same seed, both ways, and reports held-out
 accuracy per label on observed labels (`taskmask.keras.MaskedBinaryAccuracy`) next to what the
-seed's ``"accuracy"`` shows. The data are the seed's, drawn by `taskmask.demo.make_seed_data`
+seed's ``"accuracy"`` shows. The data are the seed's, drawn by `taskmask.app.demo.make_seed_data`
 (seeded) and split as the seed's text says: the last 3,000 rows held out, the rest 90 % train
 and 10 % dev. Adam keeps Keras's default learning rate; the seed's 2,000 epochs become
 `EPOCHS`, so the run takes one to two minutes on two CPU cores.
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from keras import layers, ops
 
-from taskmask.demo import LABELS, make_seed_data, split_seed_data
+from taskmask.app.demo import LABELS, make_seed_data, split_seed_data
 from taskmask.keras import MaskedBinaryAccuracy, MaskedBinaryCrossentropy
 
 EPOCHS = 100

@@ -28,7 +28,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 
-from taskmask.metrics import fit_thresholds
+from taskmask.functional import fit_thresholds
 from taskmask.sklearn import MultiTaskClassifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "goemotions"

@@ -53,7 +53,7 @@ from sklearn.model_selection import train_test_split
 
 import taskmask
 from taskmask import CNN2DConfig, EarlyStopping, LossTerm, Task, task_loss
-from taskmask.images import extract_archive, read_image_folder
+from taskmask.data.images import extract_archive, read_image_folder
 
 VARIANTS = ("both_labels", "per_task", "diluted", "single_age", "single_gender")
 METRICS = ("age mae_years", "age r2", "gender accuracy", "gender roc_auc")

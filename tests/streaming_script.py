@@ -21,9 +21,8 @@ import torch
 from safetensors.torch import save_file
 
 from taskmask import MLPConfig, MLPTrunk, MultiTaskData, MultiTaskModel, Task, make_data
-from taskmask.batch_loss import BatchLoss
-from taskmask.streaming import ParquetSource
-from taskmask.trainer import TrainConfig, Trainer
+from taskmask.data import ParquetSource
+from taskmask.training import BatchLoss, TrainConfig, Trainer
 
 FEATURES = ["id", "x0", "x1", "x2"]
 TASKS = (
@@ -81,7 +80,7 @@ def model(tasks: tuple[Task, ...]) -> MultiTaskModel:
 
 
 def main(data: str, out: str) -> int:
-    from taskmask import distributed
+    from taskmask import _world as distributed
 
     torch.set_num_threads(1)
     world = distributed.setup("cpu")
@@ -89,7 +88,7 @@ def main(data: str, out: str) -> int:
     plan = BatchLoss(
         streamed.tasks, loss_fns={}, pos_weights={t.name: None for t in TASKS}, device=world.device
     )
-    batches = streamed.batches(plan, 10, world)
+    batches = streamed.batches(plan.tasks, 10, world, pack=plan.pack)
     generator = torch.Generator().manual_seed(0)
     epochs = [[b.inputs[:, 0].long().tolist() for b in batches.epoch(generator)] for _ in range(2)]
     path = Path(out)

@@ -11,11 +11,10 @@ from torch import nn
 
 from taskmask.api import evaluate, fit
 from taskmask.errors import TaskmaskError
-from taskmask.losses import LossTerm
-from taskmask.metrics import task_metrics
-from taskmask.tasks import Task
-from taskmask.trainer import EarlyStopping
-from taskmask.trunks import MLPConfig, MLPTrunk
+from taskmask.functional import LossTerm
+from taskmask.model import MLPConfig, MLPTrunk
+from taskmask.tasks import Task, task_metrics
+from taskmask.training import EarlyStopping
 
 N_FEATURES = 4
 SCENE = ("sea", "sunset", "city")

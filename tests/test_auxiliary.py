@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from taskmask.auxiliary import (
+from taskmask.data.auxiliary import (
     auxiliary_targets,
     channel_std,
     fourier_magnitudes,

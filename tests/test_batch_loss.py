@@ -3,11 +3,10 @@
 import pytest
 import torch
 
-from taskmask.batch_loss import PACKED, BatchLoss
 from taskmask.data import MultiTaskData
-from taskmask.losses import LossTerm, task_loss
-from taskmask.masking import EncodedLabels
-from taskmask.tasks import Task
+from taskmask.functional import EncodedLabels, LossTerm
+from taskmask.tasks import Task, task_loss
+from taskmask.training._batch_loss import PACKED, BatchLoss
 
 TASKS = (
     Task(name="a", kind="binary"),

@@ -21,11 +21,7 @@ RATES = {
     ],
     "wide": ["trainer_samples_per_s", "trainer_samples_per_cpu_s"],
 }
-STEPS = [
-    f"step_ms_{name}{clock}"
-    for name in ("masked", "plain")
-    for clock in ("", "_cpu")
-]
+STEPS = [f"step_ms_{name}{clock}" for name in ("masked", "plain") for clock in ("", "_cpu")]
 OVERHEADS = ["masked_overhead_pct", "masked_overhead_pct_cpu"]
 PRINTED = ("set_num_threads(1)", "taskmask / hand", "masked vs plain", "Trainer.fit", "peak RSS")
 

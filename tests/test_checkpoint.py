@@ -13,11 +13,11 @@ import pytest
 import torch
 from training_script import TASKS, model, problem
 
-from taskmask import MLPConfig, MLPTrunk, MultiTaskModel, checkpoint
-from taskmask.checkpoint import INDEX_FILE, Checkpoint
+from taskmask import MLPConfig, MLPTrunk, MultiTaskModel
 from taskmask.errors import TaskmaskError
 from taskmask.persistence import load_model, save_model
-from taskmask.trainer import TrainConfig, Trainer
+from taskmask.training import TrainConfig, Trainer, checkpoint
+from taskmask.training.checkpoint import INDEX_FILE, Checkpoint
 
 
 class _Trap:

@@ -14,8 +14,8 @@ from taskmask import TaskmaskError
 
 pytest.importorskip("rdkit", reason="the chem extra (RDKit) is not installed")
 
-from taskmask import chem
-from taskmask.chem import descriptor_names, feature_names, featurize
+from taskmask.data import chem
+from taskmask.data.chem import descriptor_names, feature_names, featurize
 
 SAMPLE = [
     "c1ccccc1",
@@ -184,7 +184,7 @@ def test_cli_trains_evaluates_and_predicts_from_smiles(tmp_path: Any) -> None:
     import pandas as pd
     import yaml
 
-    from taskmask.cli import main
+    from taskmask.app.cli import main
     from taskmask.persistence import load_model
 
     _smiles_table().to_csv(tmp_path / "train.csv", index=False)
@@ -239,7 +239,7 @@ def test_cli_trains_evaluates_and_predicts_from_smiles(tmp_path: Any) -> None:
 
 
 def test_smiles_config_errors_name_the_problem(tmp_path: Any) -> None:
-    from taskmask.config import RunConfig
+    from taskmask.app.config import RunConfig
 
     with pytest.raises(ValueError, match="give features"):
         RunConfig.model_validate(
@@ -264,8 +264,8 @@ def test_smiles_config_errors_name_the_problem(tmp_path: Any) -> None:
 def test_a_file_where_no_smiles_parses_is_an_error_naming_it(tmp_path: Any) -> None:
     import pandas as pd
 
-    from taskmask.chem import SmilesFeatures
-    from taskmask.tables import read_dataset
+    from taskmask.data.chem import SmilesFeatures
+    from taskmask.data.tables import read_dataset
 
     path = tmp_path / "bad.csv"
     pd.DataFrame({"smiles": ["xx", "yy"], "a": [0, 1]}).to_csv(path, index=False)

@@ -16,12 +16,12 @@ import pytest
 import torch
 import yaml
 
-import taskmask.runs as runs
-from taskmask.cli import main
-from taskmask.config import load_config
+import taskmask.app.runs as runs
+from taskmask.app.cli import main
+from taskmask.app.config import load_config
+from taskmask.app.runs import train_run
+from taskmask.model import raw_outputs
 from taskmask.persistence import load_model
-from taskmask.predict import raw_outputs
-from taskmask.runs import train_run
 
 FEATURES = ["x0", "x1", "x2"]
 SMALL_TRAINING = {"epochs": 2, "batch_size": 64, "lr": 0.01, "seed": 0}
@@ -105,7 +105,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 @pytest.fixture
 def no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skip drawing (about a second per PNG on a busy machine) where no test looks at it."""
-    monkeypatch.setattr("taskmask.plots.plot_history", lambda history, out_dir: [])
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
 
 
 def test_train_prints_metrics_and_writes_a_complete_run_directory(trained: Trained) -> None:
@@ -257,7 +257,7 @@ def test_a_failure_while_writing_leaves_no_run_dir(
     def broken(*_: Any) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("taskmask.plots.plot_history", broken)
+    monkeypatch.setattr("taskmask.app.plots.plot_history", broken)
     config = load_config(write_config(workdir, config_dict()))
     with pytest.raises(RuntimeError, match="disk on fire"):
         train_run(config, workdir / "run", progress=False)
@@ -424,7 +424,7 @@ def test_usage_errors_return_2_and_help_returns_0(capsys: pytest.CaptureFixture[
 def test_demo_calls_the_demo_module(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import taskmask.demo
+    import taskmask.app.demo
 
     calls: list[dict[str, Any]] = []
 
@@ -432,8 +432,8 @@ def test_demo_calls_the_demo_module(
         calls.append({"out_dir": out_dir, **options})
         return {"variants": {}}
 
-    monkeypatch.setattr(taskmask.demo, "run", fake_run)
-    monkeypatch.setattr(taskmask.demo, "format_table", lambda results: "TABLE")
+    monkeypatch.setattr(taskmask.app.demo, "run", fake_run)
+    monkeypatch.setattr(taskmask.app.demo, "format_table", lambda results: "TABLE")
     code, out, _ = run_cli(capsys, "demo", "--out", tmp_path, "--epochs", "3", "--quiet")
     assert code == 0 and "TABLE" in out
     assert calls == [{"out_dir": tmp_path, "epochs": 3, "seed": 0, "progress": False}]

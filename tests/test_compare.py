@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from taskmask.cli import main
-from taskmask.compare import load_compare, summarize, to_markdown, variant_config
+from taskmask.app.cli import main
+from taskmask.app.compare import load_compare, summarize, to_markdown, variant_config
 from taskmask.errors import TaskmaskError
 
 

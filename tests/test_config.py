@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from taskmask.config import RunConfig, load_config
+from taskmask.app.config import RunConfig, load_config
 from taskmask.errors import TaskmaskError
 from taskmask.tasks import Task
 

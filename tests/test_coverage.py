@@ -1,8 +1,7 @@
 import numpy as np
 import torch
 
-from taskmask.coverage import label_coverage
-from taskmask.data import make_data
+from taskmask.data import label_coverage, make_data
 from taskmask.tasks import Task
 
 TASKS = [

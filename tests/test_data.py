@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from taskmask.data import MultiTaskData, as_inputs, make_data, split
 from taskmask.errors import TaskmaskError
-from taskmask.masking import EncodedLabels
+from taskmask.functional import EncodedLabels
 from taskmask.tasks import Task
 
 FAST = settings(max_examples=30, deadline=None)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from taskmask.demo import (
+from taskmask.app.demo import (
     LABELS,
     VARIANTS,
     fill_missing_as_negative,

@@ -22,11 +22,12 @@ from safetensors.torch import load_file
 from test_cli import config_dict, make_table
 from training_script import problem, train
 
-from taskmask import checkpoint, distributed
-from taskmask.cli import main
-from taskmask.distributed import InMemoryBatches, World, fits_on_device, to_device
+import taskmask._world as distributed
+from taskmask._world import World
+from taskmask.app.cli import main
+from taskmask.data._batches import InMemoryBatches, fits_on_device, to_device
 from taskmask.errors import TaskmaskError
-from taskmask.trainer import TrainConfig, Trainer
+from taskmask.training import TrainConfig, Trainer, checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).with_name("training_script.py")

@@ -13,17 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-import taskmask.images as images
+import taskmask.data.images as images
 from taskmask.api import standardization
+from taskmask.data.images import default_cache_dir, extract_archive, read_image_folder
 from taskmask.errors import TaskmaskError
-from taskmask.images import (
-    default_cache_dir,
-    extract_archive,
-    read_image_folder,
-)
-from taskmask.model import MultiTaskModel
+from taskmask.model import CNN2DConfig, MultiTaskModel, build_trunk
 from taskmask.tasks import Task
-from taskmask.trunks import CNN2DConfig, build_trunk
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)

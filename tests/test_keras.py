@@ -25,13 +25,14 @@ from torch.testing import assert_close  # noqa: E402
 
 import taskmask.keras as tk  # noqa: E402
 from taskmask.errors import TaskmaskError  # noqa: E402
-from taskmask.losses import (  # noqa: E402
+from taskmask.functional import (  # noqa: E402
+    Undefined,
+    binary_metrics,
     masked_binary_cross_entropy_with_logits,
     masked_cross_entropy,
     masked_l1_loss,
     masked_mse_loss,
 )
-from taskmask.metrics import Undefined, binary_metrics  # noqa: E402
 
 # torch 2.13's Tensor.__array__ takes no ``copy``, so numpy 2 warns whenever Keras's torch
 # backend calls ``np.array(tensor)`` (predict, evaluate, convert_to_numpy): not ours to fix.
@@ -387,7 +388,7 @@ def test_keras_guide_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_from_keras_guide_runs_in_python_and_from_the_cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from taskmask.cli import main
+    from taskmask.app.cli import main
 
     monkeypatch.chdir(tmp_path)
     namespace = _run_python_blocks("from_keras.md")

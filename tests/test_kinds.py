@@ -18,13 +18,19 @@ from torch import nn
 
 import taskmask
 from taskmask import LossTerm, PairConfig, Task, TaskKindSpec, TaskmaskError
-from taskmask.batch_loss import BatchLoss
 from taskmask.data import make_data
-from taskmask.early_stopping import EarlyStopping, Stopper
-from taskmask.kinds import get_kind, known_kinds
-from taskmask.masking import EncodedLabels, encode_labels, encode_numbers
-from taskmask.metrics import Undefined, higher_is_better, task_metrics
-from taskmask.trunks import MLPConfig, split_pair
+from taskmask.functional import EncodedLabels, Undefined
+from taskmask.model import MLPConfig, split_pair
+from taskmask.tasks import (
+    encode_labels,
+    encode_numbers,
+    get_kind,
+    higher_is_better,
+    known_kinds,
+    task_metrics,
+)
+from taskmask.training import BatchLoss
+from taskmask.training._early_stopping import EarlyStopping, Stopper
 
 KIND = "toy_contrastive"
 MARGIN = 1.0
@@ -368,7 +374,7 @@ def test_missing_pair_labels_do_not_change_training() -> None:
     task = Task(name="pair", kind=KIND)
     trunk_config = PairConfig(encoder=MLPConfig(hidden=(8,)))
     torch.manual_seed(0)
-    trunk = taskmask.trunks.build_trunk(trunk_config, (2, 4))
+    trunk = taskmask.model.build_trunk(trunk_config, (2, 4))
     model = taskmask.MultiTaskModel(trunk, [task], (2, 4))
     gradients = []
     for rows, labels in ((slice(0, 10), same[:10]), (slice(0, 16), np.r_[same[:10], [np.nan] * 6])):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskmask.losses import (
+from taskmask.functional import (
     LossTerm,
     balanced_pos_weight,
     masked_binary_cross_entropy_with_logits,
@@ -21,9 +21,8 @@ from taskmask.losses import (
     masked_huber_loss,
     masked_l1_loss,
     masked_mse_loss,
-    task_loss,
 )
-from taskmask.tasks import Task
+from taskmask.tasks import Task, task_loss
 
 FAST = settings(max_examples=25, deadline=None)
 REDUCTIONS = ("mean", "sum", "none")

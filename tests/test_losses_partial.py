@@ -1,4 +1,4 @@
-"""Missing-label strategies of multilabel tasks (`taskmask.losses_partial`): what each one adds,
+"""Missing-label strategies of multilabel tasks (`taskmask.functional`): what each one adds,
 that a missing target's value never matters, and the limits where they meet the masked loss."""
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskmask.errors import TaskmaskError
-from taskmask.losses import masked_binary_cross_entropy_with_logits, task_loss
-from taskmask.losses_partial import (
+from taskmask.functional import (
     assumed_negative_weights,
     covered_rows,
     expected_positive_binary_cross_entropy_with_logits,
     expected_positive_regularizer,
+    masked_binary_cross_entropy_with_logits,
     weak_negative_binary_cross_entropy_with_logits,
 )
-from taskmask.tasks import Task
+from taskmask.tasks import Task, task_loss
 
 FAST = settings(max_examples=25, deadline=None)
 REDUCTIONS = ("mean", "sum", "none")

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskmask.errors import TaskmaskError
-from taskmask.masking import EncodedLabels, class_names_from, encode_labels, resolve_task
-from taskmask.tasks import Task
+from taskmask.functional import EncodedLabels
+from taskmask.tasks import Task, class_names_from, encode_labels, resolve_task
 
 FAST = settings(max_examples=40, deadline=None)
 MISSING = (None, math.nan, np.nan, "", "  ", "\t", -1, -1.0, "-1")

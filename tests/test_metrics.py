@@ -10,21 +10,19 @@ import sklearn.metrics as skm
 import torch
 
 from taskmask.errors import TaskmaskError
-from taskmask.metrics import (
+from taskmask.functional._metrics import (
     BINARY_METRICS,
     MULTILABEL_METRICS,
     Undefined,
     binary_metrics,
     fit_thresholds,
-    higher_is_better,
     metric_as_float,
     multiclass_metrics,
     multilabel_metrics,
     regression_metrics,
-    task_metrics,
     to_jsonable,
 )
-from taskmask.tasks import Task
+from taskmask.tasks import Task, higher_is_better, task_metrics
 
 SEEDS = [0, 1, 2]
 LABELS = ("a", "b", "c", "d")

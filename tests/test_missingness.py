@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from taskmask.data.missingness import drop_probabilities, hide_labels
 from taskmask.errors import TaskmaskError
-from taskmask.missingness import drop_probabilities, hide_labels
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.25, 0.5, 0.75, 0.9])

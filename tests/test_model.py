@@ -12,10 +12,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from taskmask.errors import TaskmaskError
-from taskmask.losses import task_loss
-from taskmask.model import MultiTaskModel
-from taskmask.tasks import Task
-from taskmask.trunks import MLPConfig, MLPTrunk
+from taskmask.model import MLPConfig, MLPTrunk, MultiTaskModel
+from taskmask.tasks import Task, task_loss
 
 FAST = settings(max_examples=25, deadline=None)
 N_FEATURES = 5

@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 import taskmask
 from taskmask import MultiTaskModel, PairConfig, PairTrunk, Task, TaskmaskError
-from taskmask.trunks import CNN2DConfig, MLPConfig, TrunkConfig, build_trunk, split_pair
+from taskmask.model import CNN2DConfig, MLPConfig, TrunkConfig, build_trunk, split_pair
 
 
 def _pairs(n: int, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -69,7 +69,7 @@ def test_the_config_round_trips_and_is_picked_by_type() -> None:
 
 
 def test_run_configs_accept_a_pair_trunk() -> None:
-    from taskmask.config import ModelSettings
+    from taskmask.app.config import ModelSettings
 
     spec = ModelSettings.model_validate({"trunk": {"type": "pair", "encoder": {"hidden": [8]}}})
     assert spec.trunk == PairConfig(encoder=MLPConfig(hidden=(8,)))

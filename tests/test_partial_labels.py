@@ -19,20 +19,15 @@ from pydantic import ValidationError
 from sklearn.metrics import average_precision_score
 
 from taskmask.api import fit
-from taskmask.batch_loss import BatchLoss
-from taskmask.cli import main
-from taskmask.config import load_config
+from taskmask.app.cli import main
+from taskmask.app.config import load_config
 from taskmask.data import MultiTaskData
 from taskmask.errors import TaskmaskError
-from taskmask.losses import task_loss
-from taskmask.masking import EncodedLabels
-from taskmask.metrics import task_metrics
-from taskmask.model import MultiTaskModel
+from taskmask.functional import EncodedLabels
+from taskmask.model import MLPConfig, MLPTrunk, MultiTaskModel, raw_outputs
 from taskmask.persistence import META_FILE, load_model, save_model
-from taskmask.predict import raw_outputs
-from taskmask.tasks import Task
-from taskmask.trainer import Trainer
-from taskmask.trunks import MLPConfig, MLPTrunk
+from taskmask.tasks import Task, task_loss, task_metrics
+from taskmask.training import BatchLoss, Trainer
 from taskmask.weighting import make_weighting
 
 

@@ -19,11 +19,10 @@ from torch import nn
 import taskmask.persistence as persistence
 from taskmask.api import fit
 from taskmask.errors import TaskmaskError
-from taskmask.model import MultiTaskModel
+from taskmask.model import MLPConfig, MultiTaskModel, raw_outputs
 from taskmask.persistence import META_FILE, WEIGHTS_FILE, load_model, save_model
-from taskmask.predict import raw_outputs, with_thresholds
+from taskmask.predict import with_thresholds
 from taskmask.tasks import Task
-from taskmask.trunks import MLPConfig
 
 SCENE = ("sea", "sunset")
 TASKS = (

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taskmask.plots import _draw, history_tasks, main_metric, plot_history
+from taskmask.app.plots import _draw, history_tasks, main_metric, plot_history
 
 NAN = math.nan
 

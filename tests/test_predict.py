@@ -14,7 +14,7 @@ import torch
 from taskmask.api import fit
 from taskmask.data import make_data
 from taskmask.errors import TaskmaskError
-from taskmask.model import MultiTaskModel
+from taskmask.model import MLPConfig, MultiTaskModel
 from taskmask.predict import (
     predict,
     predictions_frame,
@@ -23,7 +23,6 @@ from taskmask.predict import (
     with_thresholds,
 )
 from taskmask.tasks import Task
-from taskmask.trunks import MLPConfig
 
 SCENE = ("sea", "sunset", "city")
 ANIMALS = ("cat", "dog", "owl")

@@ -21,11 +21,10 @@ from safetensors.torch import load_file
 from test_cli import config_dict, make_table
 from training_script import model, problem, train
 
-from taskmask import checkpoint
-from taskmask.cli import main
+from taskmask.app.cli import main
+from taskmask.app.runs import checkpoint_dir
 from taskmask.errors import TaskmaskError
-from taskmask.runs import checkpoint_dir
-from taskmask.trainer import TrainConfig, Trainer
+from taskmask.training import TrainConfig, Trainer, checkpoint
 
 SCRIPT = Path(__file__).with_name("training_script.py")
 BASE = {"batch_size": 16, "lr": 1e-2, "progress": False, "device": "cpu", "seed": 3}

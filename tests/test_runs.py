@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import yaml
 
-from taskmask.cli import main
-from taskmask.config import RunConfig
+from taskmask.app.cli import main
+from taskmask.app.config import RunConfig
+from taskmask.app.runs import read_with_generated
 from taskmask.persistence import load_model
-from taskmask.runs import read_with_generated
 
 
 def _series_run(folder: Path) -> Path:
@@ -52,7 +52,7 @@ def _series_run(folder: Path) -> Path:
 
 
 def test_generated_targets_are_computed_from_each_file(tmp_path: Path) -> None:
-    from taskmask.config import load_config
+    from taskmask.app.config import load_config
 
     config = load_config(_series_run(tmp_path))
     part = read_with_generated(config, config.data.train)

@@ -11,9 +11,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from taskmask.data.images import extract_archive
+from taskmask.data.series import HMP_NAME_PATTERN, fit_length, read_series_folder, read_series_npz
 from taskmask.errors import TaskmaskError
-from taskmask.images import extract_archive
-from taskmask.series import HMP_NAME_PATTERN, fit_length, read_series_folder, read_series_npz
 
 FAST = settings(max_examples=30, deadline=None)
 DATA = Path(__file__).parents[2] / "shared" / "data"

@@ -31,9 +31,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import taskmask.sklearn as tm_sklearn
 from taskmask.api import fit
+from taskmask.model import MLPConfig
 from taskmask.sklearn import MultiTaskClassifier, MultiTaskRegressor, make_masked_scorer
 from taskmask.tasks import Task
-from taskmask.trunks import MLPConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL: dict[str, Any] = {"hidden": (16,), "epochs": 5, "batch_size": 32, "lr": 1e-2}

@@ -9,8 +9,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from taskmask import TaskmaskError, splits
-from taskmask.splits import Split, random_split
+from taskmask import TaskmaskError
+from taskmask.data import splits
+from taskmask.data.splits import Split, random_split
 
 FRACTIONS = [(0.8, 0.1, 0.1), (0.6, 0.2, 0.2), (0.5, 0.5, 0.0), (1 / 3, 1 / 3, 1 / 3)]
 

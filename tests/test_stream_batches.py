@@ -12,11 +12,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from taskmask._world import World
 from taskmask.data import MultiTaskData
-from taskmask.distributed import World
+from taskmask.data._stream_batches import (
+    ShuffleBuffer,
+    StreamedBatches,
+    concat,
+    rebatch,
+    shard_parts,
+)
 from taskmask.errors import TaskmaskError
-from taskmask.masking import EncodedLabels
-from taskmask.stream_batches import ShuffleBuffer, StreamedBatches, concat, rebatch, shard_parts
+from taskmask.functional import EncodedLabels
 
 CPU = torch.device("cpu")
 

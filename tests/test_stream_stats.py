@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from training_script import TASKS, problem
 
-from taskmask import stream_stats
 from taskmask.api import standardization
-from taskmask.coverage import label_coverage
-from taskmask.losses import balanced_pos_weight
+from taskmask.data import _stream_stats as stream_stats
+from taskmask.data import label_coverage
+from taskmask.functional import balanced_pos_weight
 
 
 def _chunked(cuts: list[int], n: int) -> list[slice]:

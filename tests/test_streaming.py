@@ -34,14 +34,12 @@ from streaming_script import (
 )
 
 import taskmask
+from taskmask._world import World
 from taskmask.api import resolve_tasks, standardization
-from taskmask.batch_loss import BatchLoss
-from taskmask.cli import main
-from taskmask.coverage import label_coverage
-from taskmask.distributed import World
+from taskmask.app.cli import main
+from taskmask.data import ParquetSource, label_coverage
 from taskmask.errors import TaskmaskError
-from taskmask.streaming import ParquetSource
-from taskmask.trainer import TrainConfig, Trainer
+from taskmask.training import BatchLoss, TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -108,7 +106,7 @@ def test_every_row_once_per_epoch_with_its_own_labels(
 ) -> None:
     streamed = source(parts, shuffle_buffer=shuffle_buffer, read_rows=20)
     plan = _plan(streamed.tasks)
-    batches = streamed.batches(plan, batch_size, World(0, 1, CPU))
+    batches = streamed.batches(plan.tasks, batch_size, World(0, 1, CPU), pack=plan.pack)
     expected = plan.pack(in_memory(frame, streamed.tasks))
     generator = torch.Generator().manual_seed(0)
     epochs = [list(batches.epoch(generator)) for _ in range(2)]
@@ -133,7 +131,9 @@ def test_an_epochs_loss_sums_and_counts_equal_the_in_memory_ones(
     net, plan = model(streamed.tasks), _plan(streamed.tasks)
     sums, counts = torch.zeros(len(TASKS)), torch.zeros(len(TASKS))
     with torch.no_grad():
-        for piece in streamed.batches(plan, 16, World(0, 1, CPU)).epoch(torch.Generator()):
+        for piece in streamed.batches(plan.tasks, 16, World(0, 1, CPU), pack=plan.pack).epoch(
+            torch.Generator()
+        ):
             piece_sums, piece_counts = plan(net(piece.inputs), piece)
             sums, counts = sums + piece_sums, counts + piece_counts
         data = plan.pack(in_memory(frame, streamed.tasks))
@@ -241,7 +241,7 @@ def test_bad_feature_values_name_the_file_row_group_column_and_row(
     with pytest.raises(TaskmaskError, match=where):
         source(tmp_path).standardization()
     streamed = source(tmp_path)
-    batches = streamed.batches(_plan(streamed.tasks), 8, World(0, 1, CPU))
+    batches = streamed.batches(streamed.tasks, 8, World(0, 1, CPU), pack=_plan(streamed.tasks).pack)
     with pytest.raises(TaskmaskError, match=where):
         list(batches.epoch(torch.Generator()))
 

@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
+from taskmask.data.tables import read_dataset, read_table
 from taskmask.errors import TaskmaskError
-from taskmask.masking import encode_labels
-from taskmask.tables import read_dataset, read_table
-from taskmask.tasks import Task
+from taskmask.tasks import Task, encode_labels
 
 FEATURES = np.array([[0.5, 1.0], [1.5, -2.0], [2.5, 3.0]])
 FLAGS = np.array([1.0, np.nan, 0.0])

@@ -13,12 +13,10 @@ import torch.nn.functional as F
 
 from taskmask.data import MultiTaskData, make_data
 from taskmask.errors import TaskmaskError
-from taskmask.losses import LossTerm, task_loss
-from taskmask.model import MultiTaskModel
-from taskmask.predict import raw_outputs
-from taskmask.tasks import Task
-from taskmask.trainer import EarlyStopping, TrainConfig, Trainer
-from taskmask.trunks import MLPConfig, MLPTrunk
+from taskmask.functional import LossTerm
+from taskmask.model import MLPConfig, MLPTrunk, MultiTaskModel, raw_outputs
+from taskmask.tasks import Task, task_loss
+from taskmask.training import EarlyStopping, TrainConfig, Trainer
 
 N_FEATURES = 3
 BINARY = Task(name="b", kind="binary", weight=2.0)

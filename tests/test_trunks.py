@@ -15,23 +15,22 @@ from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
 from taskmask.api import fit, standardization
-from taskmask.config import RunConfig, format_validation_error
+from taskmask.app.config import RunConfig, format_validation_error
 from taskmask.errors import TaskmaskError
-from taskmask.losses import task_loss
-from taskmask.model import MultiTaskModel
-from taskmask.persistence import META_FILE, load_model, save_model
-from taskmask.predict import raw_outputs
-from taskmask.tasks import Task
-from taskmask.trunks import (
+from taskmask.model import (
     CNN1DConfig,
     CNN2DConfig,
     ConvTrunk,
     MLPConfig,
+    MultiTaskModel,
     TrunkConfig,
     build_trunk,
     conv_output_size,
+    raw_outputs,
     trunk_config,
 )
+from taskmask.persistence import META_FILE, load_model, save_model
+from taskmask.tasks import Task, task_loss
 
 FAST = settings(max_examples=20, deadline=None)
 TRUNK_CONFIG = TypeAdapter(TrunkConfig)

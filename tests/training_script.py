@@ -2,7 +2,7 @@
 
     python tests/training_script.py JOBS.json
 
-runs each job of the JSON list in order: ``{"cli": [argv...]}`` runs ``taskmask.cli.main``;
+runs each job of the JSON list in order: ``{"cli": [argv...]}`` runs ``taskmask.app.cli.main``;
 ``{"name": N, "out": DIR, "config": {...}}`` trains `model` on `problem` with that
 `TrainConfig` and saves, per rank, ``DIR/N-rankR.safetensors`` and (rank 0) the history as
 ``DIR/N.json``. A job with ``"hang_after": K`` writes ``DIR/N.hanging`` and sleeps in its
@@ -23,9 +23,10 @@ import torch
 from safetensors.torch import save_file
 
 from taskmask import MLPConfig, MLPTrunk, MultiTaskData, MultiTaskModel, Task, make_data
-from taskmask.distributed import rank
-from taskmask.losses import LossTerm, task_loss
-from taskmask.trainer import TrainConfig, Trainer
+from taskmask._world import rank
+from taskmask.functional import LossTerm
+from taskmask.tasks import task_loss
+from taskmask.training import TrainConfig, Trainer
 
 N_FEATURES = 4
 TASKS = (
@@ -97,7 +98,7 @@ def train(
 
 
 def main(jobs_file: str) -> int:
-    from taskmask.cli import main as cli
+    from taskmask.app.cli import main as cli
 
     torch.set_num_threads(1)
     for job in json.loads(Path(jobs_file).read_text()):

@@ -6,26 +6,30 @@ task, and never counts in a metric.
 
 from taskmask._version import __version__
 from taskmask.api import FitResult, evaluate, fit
-from taskmask.data import MultiTaskData, make_data
+from taskmask.data import MultiTaskData, ParquetSource, make_data
 from taskmask.errors import TaskmaskError
-from taskmask.kinds import TaskKindSpec, register_kind, unregister_kind
-from taskmask.losses import LossTerm, task_loss
-from taskmask.masking import EncodedLabels, encode_labels
-from taskmask.model import MultiTaskModel
-from taskmask.persistence import load_model, save_model
-from taskmask.predict import TaskPrediction, predict, predictions_frame, tune_thresholds
-from taskmask.streaming import ParquetSource
-from taskmask.tasks import Task
-from taskmask.trainer import EarlyStopping, TrainConfig, Trainer
-from taskmask.trunks import (
+from taskmask.functional import EncodedLabels, LossTerm
+from taskmask.model import (
     CNN1DConfig,
     CNN2DConfig,
     ConvTrunk,
     MLPConfig,
     MLPTrunk,
+    MultiTaskModel,
     PairConfig,
     PairTrunk,
 )
+from taskmask.persistence import load_model, save_model
+from taskmask.predict import TaskPrediction, predict, predictions_frame, tune_thresholds
+from taskmask.tasks import (
+    Task,
+    TaskKindSpec,
+    encode_labels,
+    register_kind,
+    task_loss,
+    unregister_kind,
+)
+from taskmask.training import EarlyStopping, TrainConfig, Trainer
 
 __all__ = [
     "CNN1DConfig",

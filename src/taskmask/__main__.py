@@ -1,6 +1,6 @@
-"""``python -m taskmask``: the command line (see `taskmask.cli`)."""
+"""``python -m taskmask``: the command line (see `taskmask.app.cli`)."""
 
-from taskmask.cli import run
+from taskmask.app.cli import run
 
 if __name__ == "__main__":
     run()

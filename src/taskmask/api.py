@@ -11,17 +11,17 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from taskmask.data import MultiTaskData, make_data, split
+from taskmask.data._memory import MultiTaskData, make_data, split
+from taskmask.data._streaming import ParquetSource
 from taskmask.errors import TaskmaskError
-from taskmask.losses import balanced_pos_weight
-from taskmask.masking import resolve_task
-from taskmask.metrics import MetricValue, task_metrics
-from taskmask.model import MultiTaskModel
-from taskmask.predict import raw_outputs
-from taskmask.streaming import ParquetSource
-from taskmask.tasks import Task, check_unique_names
-from taskmask.trainer import LossFn, TrainConfig, Trainer
-from taskmask.trunks import MLPConfig, TrunkConfig, build_trunk
+from taskmask.functional._losses import balanced_pos_weight
+from taskmask.functional._metrics import MetricValue
+from taskmask.model._model import MultiTaskModel, raw_outputs
+from taskmask.model._trunks import MLPConfig, TrunkConfig, build_trunk
+from taskmask.tasks._masking import resolve_task
+from taskmask.tasks._metrics import task_metrics
+from taskmask.tasks._task import Task, check_unique_names
+from taskmask.training._trainer import LossFn, TrainConfig, Trainer
 from taskmask.weighting import Weighting
 
 
@@ -181,7 +181,7 @@ def fit(
 ) -> FitResult:
     """Train a multi-task model on ``inputs`` ``(N, ...)`` and per-task raw ``labels``.
 
-    Missing labels are NaN / None / empty / the task's sentinel (see `taskmask.masking`).
+    Missing labels are NaN / None / empty / the task's sentinel (see `taskmask.tasks`).
     ``trunk`` is a trunk config (`MLPConfig`, the default; `CNN1DConfig`, `CNN2DConfig`) or any
     ``nn.Module`` mapping ``(N, *input_shape)`` to features; a config is built under ``seed``,
     a module keeps the weights it was built with (call ``torch.manual_seed`` before building
@@ -193,7 +193,7 @@ def fit(
     ``validation_split`` of the training rows. With ``checkpoint_dir=...`` a checkpoint is
     written every epoch, and ``resume=True`` continues from it (see `Trainer.fit`).
 
-    ``inputs`` may instead be a `taskmask.streaming.ParquetSource`, streamed batch by batch
+    ``inputs`` may instead be a `taskmask.data.ParquetSource`, streamed batch by batch
     (``docs/streaming.md``): it holds the tasks and their label columns, so ``labels`` and
     ``tasks`` are left out; standardisation, ``pos_weight="balanced"`` and the regression
     biases come from one pass over the files; validation data (in memory, or a small

@@ -9,7 +9,7 @@ They carry taskmask's semantics into a Keras multi-output model:
 - a missing entry adds nothing and gets exactly zero gradient, whatever its target holds:
   targets are filled before the loss is computed and the loss is selected with ``where``;
 - metrics accumulate over observed entries only; a value with nothing observed is NaN (taskmask's
-  `taskmask.metrics.Undefined`), never a made-up 0.
+  `taskmask.functional.Undefined`), never a made-up 0.
 
 Keras sums the outputs' losses with ``loss_weights``, as taskmask's static weighting does, so a
 model compiled with one masked loss per output trains as taskmask would. Only ``keras.ops`` is

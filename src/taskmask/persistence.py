@@ -2,7 +2,7 @@
 
 A model directory holds ``model.safetensors`` and ``model.json`` (format version, taskmask
 version, tasks with label names and thresholds, input shape, feature names, trunk config).
-Loading never executes code from the files: a task of a user-defined kind (`taskmask.kinds`)
+Loading never executes code from the files: a task of a user-defined kind (`taskmask.tasks`)
 loads only when that kind is registered in the loading process. Writing is atomic: the
 directory is written under a temporary name beside the target, then renamed into place.
 """
@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from taskmask._io import atomic_directory
 from taskmask._version import __version__
 from taskmask.errors import TaskmaskError
-from taskmask.kinds import known_kinds
-from taskmask.model import MultiTaskModel
-from taskmask.tasks import Task
-from taskmask.trunks import TrunkConfig, build_trunk, trunk_config
+from taskmask.model._model import MultiTaskModel
+from taskmask.model._trunks import TrunkConfig, build_trunk, trunk_config
+from taskmask.tasks._task import Task, known_kinds
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -46,46 +43,6 @@ class ModelMeta(BaseModel):
     feature_names: tuple[str, ...] | None = None
     standardize: bool = True
     trunk: TrunkConfig | None = None
-
-
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """``write(tmp)`` to a temporary file beside ``path``, sync it to disk, then rename it to
-    ``path``: readers see the old file or the whole new one, never a part."""
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as file:
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_directory(target: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp_dir)``, then move ``tmp_dir`` to ``target`` (replacing it)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)
-        write(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_model_files(model: MultiTaskModel, directory: Path) -> None:

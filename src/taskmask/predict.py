@@ -5,7 +5,7 @@ Auxiliary tasks are never predicted. Output column names in `predictions_frame`:
 (multilabel; ``task.labels`` joins the predicted label names with ``;``), ``task.prob.CLASS`` /
 ``task.pred`` (multiclass, the class name), ``task.value`` or ``task.value.NAME`` (regression),
 ``task.output`` or ``task.output.NAME`` and, when its kind decides, ``task.pred`` or
-``task.pred.NAME`` (a user-defined kind, `taskmask.kinds`).
+``task.pred.NAME`` (a user-defined kind, `taskmask.tasks`).
 """
 
 from __future__ import annotations
@@ -18,28 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from taskmask.data import MultiTaskData, as_inputs
+from taskmask.data._memory import MultiTaskData, as_inputs
 from taskmask.errors import TaskmaskError
-from taskmask.kinds import get_kind, is_custom
-from taskmask.metrics import fit_thresholds
-from taskmask.model import MultiTaskModel
-from taskmask.tasks import Task
-
-
-@torch.no_grad()
-def raw_outputs(
-    model: MultiTaskModel, inputs: torch.Tensor, *, batch_size: int = 4096
-) -> dict[str, torch.Tensor]:
-    """Head outputs for every task (auxiliary ones too), in eval mode, ``{task: (N, k)}``."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    chunks: list[dict[str, torch.Tensor]] = [
-        model(inputs[start : start + batch_size].to(device))
-        for start in range(0, len(inputs), batch_size)
-    ]
-    model.train(was_training)
-    return {name: torch.cat([c[name] for c in chunks]) for name in model.task_names}
+from taskmask.functional._metrics import fit_thresholds
+from taskmask.model._model import MultiTaskModel, raw_outputs
+from taskmask.tasks._task import Task, get_kind, is_custom
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,9 @@ import torch
 
 from taskmask.data import MultiTaskData, make_data
 from taskmask.errors import TaskmaskError
-from taskmask.losses import LossTerm, task_loss
-from taskmask.model import MultiTaskModel
-from taskmask.tasks import Task
-from taskmask.trunks import MLPConfig, MLPTrunk
+from taskmask.functional import LossTerm
+from taskmask.model import MLPConfig, MLPTrunk, MultiTaskModel
+from taskmask.tasks import Task, task_loss
 from taskmask.weighting import WEIGHTINGS, Weighting, make_weighting
 
 N_ROWS, N_FEATURES, BATCH_SIZE = 24, 4, 12

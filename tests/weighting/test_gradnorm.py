@@ -15,9 +15,9 @@ from torch import nn
 
 from taskmask.api import fit
 from taskmask.errors import TaskmaskError
+from taskmask.model import MLPConfig
 from taskmask.tasks import Task
-from taskmask.trainer import TrainConfig
-from taskmask.trunks import MLPConfig
+from taskmask.training import TrainConfig
 from taskmask.weighting import make_weighting
 from taskmask.weighting._gradnorm import GradNormWeighting
 

@@ -20,11 +20,9 @@ from torchjd import aggregation
 
 from taskmask.api import fit
 from taskmask.errors import TaskmaskError
-from taskmask.losses import task_loss
-from taskmask.model import MultiTaskModel
-from taskmask.tasks import Task
-from taskmask.trainer import TrainConfig
-from taskmask.trunks import MLPConfig, MLPTrunk
+from taskmask.model import MLPConfig, MLPTrunk, MultiTaskModel
+from taskmask.tasks import Task, task_loss
+from taskmask.training import TrainConfig
 from taskmask.weighting import make_weighting
 from taskmask.weighting._jacobian import JacobianAggregation
 

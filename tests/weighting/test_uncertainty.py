@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 import taskmask.weighting._uncertainty as uncertainty_module
 from taskmask.api import fit
+from taskmask.model import MLPConfig
 from taskmask.tasks import Task
-from taskmask.trainer import TrainConfig
-from taskmask.trunks import MLPConfig
+from taskmask.training import TrainConfig
 from taskmask.weighting import make_weighting
 from taskmask.weighting._uncertainty import UncertaintyWeighting
 

@@ -19,7 +19,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from taskmask.api import fit
-from taskmask.predict import _task_prediction, raw_outputs
+from taskmask.model._model import raw_outputs
+from taskmask.model._trunks import MLPConfig
+from taskmask.predict import _task_prediction
 from taskmask.sklearn._rows import Rows, fit_sparse, prediction_batch_size
 from taskmask.sklearn._targets import (
     predicted_probabilities,
@@ -29,9 +31,8 @@ from taskmask.sklearn._targets import (
     task_columns,
     taskmask_labels,
 )
-from taskmask.tasks import Task
-from taskmask.trainer import TrainConfig
-from taskmask.trunks import MLPConfig
+from taskmask.tasks._task import Task
+from taskmask.training._trainer import TrainConfig
 
 
 def seed_from(random_state: Any) -> int:
@@ -169,4 +170,3 @@ class BaseMultiTaskEstimator(BaseEstimator):  # type: ignore[misc]
         decoded, _ = self._outputs(X)
         stacked = stack_columns([decoded[name] for name in self.target_names_])
         return stacked if self.outputs_2d_ else stacked[:, 0]
-

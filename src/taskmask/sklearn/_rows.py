@@ -12,11 +12,11 @@ import torch
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
 from taskmask.api import FitResult, balance_tasks, resolve_tasks, train_prepared
-from taskmask.data import MultiTaskData, split
-from taskmask.masking import encode_labels
-from taskmask.tasks import Task
-from taskmask.trainer import TrainConfig
-from taskmask.trunks import MLPConfig
+from taskmask.data._memory import MultiTaskData, split
+from taskmask.model._trunks import MLPConfig
+from taskmask.tasks._masking import encode_labels
+from taskmask.tasks._task import Task
+from taskmask.training._trainer import TrainConfig
 
 _DENSE_CHUNK = 2**23  # features x rows densified at once when predicting from sparse input
 

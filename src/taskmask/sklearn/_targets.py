@@ -14,9 +14,9 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.utils.multiclass import check_classification_targets
 
-from taskmask.config import TaskSpec
+from taskmask.app.config import TaskSpec
 from taskmask.predict import TaskPrediction
-from taskmask.tasks import Task
+from taskmask.tasks._task import Task
 
 
 @dataclass(frozen=True, eq=False)

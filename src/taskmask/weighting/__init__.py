@@ -11,7 +11,7 @@ from importlib import import_module
 from typing import Any
 
 from taskmask.errors import TaskmaskError
-from taskmask.tasks import Task
+from taskmask.tasks._task import Task
 from taskmask.weighting._static import StaticWeighting
 from taskmask.weighting._weighting import Weighting
 

@@ -39,6 +39,8 @@ class FastAdaptiveMultitaskWeighting(Weighting):
         min_loss: floor on each loss before its log (> 0).
     """
 
+    owns_backward = True
+
     needs_losses_after_step = True
     logits: torch.Tensor
     exp_avg: torch.Tensor

@@ -43,6 +43,8 @@ class GradNormWeighting(Weighting):
         min_loss: floor for the recorded initial losses, which divide (> 0).
     """
 
+    owns_backward = True
+
     weights: torch.Tensor
     initial_losses: torch.Tensor
     has_initial: torch.Tensor

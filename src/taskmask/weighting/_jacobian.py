@@ -82,6 +82,8 @@ class JacobianAggregation(Weighting):
     not observed in that batch, NaN before the first step).
     """
 
+    owns_backward = True
+
     def __init__(self, n_tasks: int, /, *, aggregator: str, **aggregator_options: Any) -> None:
         super().__init__()
         if n_tasks < 1:

@@ -26,6 +26,10 @@ class Weighting(nn.Module, ABC):
     """
 
     needs_losses_after_step: bool = False
+    owns_backward: bool = False
+    """True for a method whose `backward` fills ``.grad`` outside autograd (GradNorm, FAMO,
+    the Jacobian aggregators): under torchrun its steps skip DDP's all-reduce and the trainer
+    averages the gradients itself."""
 
     @abstractmethod
     def forward(self, losses: torch.Tensor, n_observed: torch.Tensor) -> torch.Tensor: ...

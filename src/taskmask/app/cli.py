@@ -1,0 +1,257 @@
+"""The ``taskmask`` command line: ``train``, ``evaluate``, ``predict``, ``compare``, ``demo``.
+
+An adapter over the Python API (`taskmask.app.runs`, `taskmask.predict`) with no training logic of
+its own; what a run directory holds is described in `taskmask.app.runs`. ``train`` prints the
+training labels' coverage before training. Bad input (config, files, columns, labels) exits
+with code 2 and a message on stderr naming the file, column or task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from taskmask._world import is_main
+from taskmask.app.config import RunConfig, format_validation_error, load_config, yaml_problem
+from taskmask.app.runs import (
+    checkpoint_dir,
+    left_out_report,
+    open_run,
+    part_metrics,
+    read_for_model,
+    resumed_config,
+    train_run,
+    write_csv_atomically,
+)
+from taskmask.data.tables import Dataset
+from taskmask.errors import TaskmaskError
+from taskmask.functional._metrics import MetricValue, Undefined, summary_keys, to_jsonable
+from taskmask.predict import predict, predictions_frame
+
+EXIT_BAD_INPUT = 2
+
+Metrics = dict[str, dict[str, MetricValue]]
+
+
+def _cell(key: str, value: MetricValue) -> str:
+    if isinstance(value, Undefined):
+        return f"undefined ({value.reason})"
+    if key.startswith(("n_observed", "support")):
+        return f"{value:.0f}"
+    return f"{value:.4f}"
+
+
+def format_metrics(metrics: Mapping[str, Mapping[str, MetricValue]]) -> str:
+    """Per task, its summary metrics (no per-label keys) as an aligned text table."""
+    rows = [("task", "metric", "value")]
+    for task, values in metrics.items():
+        for i, key in enumerate(summary_keys(values)):
+            rows.append(("" if i else task, key, _cell(key, values[key])))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
+
+
+def _check_free(out: Path, *, overwrite: bool) -> None:
+    """Refuse to replace a non-empty ``out`` unless ``--overwrite`` was given."""
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise TaskmaskError(f"{out}: already exists; pass --overwrite to replace it")
+
+
+def _train_target(args: argparse.Namespace) -> tuple[RunConfig, Path]:
+    """The config and run directory of ``train``: a new run, or the one ``--resume`` names."""
+    if args.resume is not None:
+        out = Path(args.resume)
+        if args.out is not None and Path(args.out).resolve() != out.resolve():
+            raise TaskmaskError(f"--resume {out} continues {out}; leave out --out {args.out}")
+        if args.config is None:
+            return resumed_config(out), out
+        if not checkpoint_dir(out).exists():  # nothing to resume: a new run, as without --resume
+            _check_free(out, overwrite=args.overwrite)
+        return load_config(args.config), out
+    if args.config is None or args.out is None:
+        raise TaskmaskError("give --config CONFIG and --out RUN_DIR, or --resume RUN_DIR")
+    config, out = load_config(args.config), Path(args.out)
+    _check_free(out, overwrite=args.overwrite)
+    if checkpoint_dir(out).exists() and not args.overwrite:
+        raise TaskmaskError(
+            f"{checkpoint_dir(out)}: holds the checkpoint of an interrupted run; pass "
+            f"--resume {out} to continue it, or --overwrite to start over"
+        )
+    return config, out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    config, out = _train_target(args)
+    progress = False if args.quiet else config.training.progress
+    run = train_run(
+        config,
+        out,
+        progress=progress,
+        report=lambda text: print(text + "\n"),
+        checkpoints=True,
+        resume=args.resume is not None,
+    )
+    if is_main():
+        for part, metrics in run.metrics.items():
+            print(f"{part} metrics\n{format_metrics(metrics)}\n", file=sys.stdout)
+        print(f"wrote {out}", file=sys.stdout)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    config, model = open_run(args.run_dir)
+    part = read_for_model(config, model, Path(args.data), with_labels=True)
+    _report_left_out(part)
+    metrics = part_metrics(model, part)
+    if args.json:
+        jsonable = {task: to_jsonable(values) for task, values in metrics.items()}
+        print(json.dumps(jsonable, indent=2), file=sys.stdout)
+    else:
+        print(format_metrics(metrics), file=sys.stdout)
+    return 0
+
+
+def _report_left_out(part: Dataset) -> None:
+    if part.left_out:
+        print(f"{part.path}: {left_out_report(part)}", file=sys.stderr)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    config, model = open_run(args.run_dir)
+    part = read_for_model(config, model, Path(args.data), with_labels=False)
+    _report_left_out(part)
+    frame = predictions_frame(predict(model, part.inputs))
+    if part.rows is not None:  # some rows were left out: say which file row each one is
+        frame.insert(0, "row", part.rows)
+    write_csv_atomically(frame, Path(args.output))
+    print(f"wrote {len(frame)} rows x {frame.shape[1]} columns to {args.output}", file=sys.stdout)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from taskmask.app.compare import load_compare, run_comparison, summarize, to_markdown
+
+    config = load_compare(args.config)
+    out = Path(args.out)
+    _check_free(out, overwrite=args.overwrite)
+    results = run_comparison(
+        config, out, progress=not args.quiet and sys.stderr.isatty(), report=print
+    )
+    print(to_markdown(summarize(results)), file=sys.stdout)
+    print(f"wrote {out}", file=sys.stdout)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from taskmask.app import demo
+
+    progress = not args.quiet and sys.stderr.isatty()
+    results = demo.run(Path(args.out), epochs=args.epochs, seed=args.seed, progress=progress)
+    print(demo.format_table(results), file=sys.stdout)
+    print(f"wrote {args.out}", file=sys.stdout)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskmask", description="Multi-task learning with missing labels."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser(
+        "train",
+        help="train a model from a YAML run config",
+        description="Train a model. While it trains, a checkpoint of every epoch is kept in "
+        "RUN_DIR.checkpoint (removed once RUN_DIR is written); --resume RUN_DIR continues an "
+        "interrupted run from it. Under torchrun (torchrun --nproc_per_node=N -m taskmask "
+        "train ...) the processes train together and rank 0 writes.",
+    )
+    train.add_argument("--config", type=Path, help="the run config (YAML)")
+    train.add_argument("--out", type=Path, help="the run directory to write")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the interrupted run RUN_DIR from its last checkpoint, with the config "
+        "it started with; with --config, start RUN_DIR if nothing is left to resume (one "
+        "command for torchrun --max_restarts)",
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_cmd_train)
+    evaluate_ = commands.add_parser("evaluate", help="per-task metrics of a run's model")
+    evaluate_.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    evaluate_.add_argument("--data", required=True, type=Path, help="CSV, Parquet or NPZ file")
+    evaluate_.add_argument("--json", action="store_true", help="all metrics as JSON on stdout")
+    evaluate_.set_defaults(handler=_cmd_evaluate)
+    predict_ = commands.add_parser("predict", help="write predictions as CSV")
+    predict_.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    predict_.add_argument("--data", required=True, type=Path, help="CSV, Parquet or NPZ file")
+    predict_.add_argument("--output", required=True, type=Path, help="the CSV file to write")
+    predict_.set_defaults(handler=_cmd_predict)
+    compare = commands.add_parser("compare", help="several configs side by side over seeds")
+    compare.add_argument("--config", required=True, type=Path, help="the compare file (YAML)")
+    compare.add_argument("--out", required=True, type=Path, help="the directory to write")
+    compare.add_argument("--overwrite", action="store_true", help="replace an existing dir")
+    compare.add_argument("--quiet", action="store_true", help="no progress bar")
+    compare.set_defaults(handler=_cmd_compare)
+    demo = commands.add_parser("demo", help="seed 000 reproduced: three losses side by side")
+    demo.add_argument("--out", required=True, type=Path, help="the directory to write")
+    demo.add_argument("--epochs", type=_positive_int, default=None)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return format_validation_error(error, source="input")
+    if isinstance(error, yaml.YAMLError):
+        return f"not valid YAML: {yaml_problem(error)}"
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    return str(error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (2 for bad input, with a message on stderr)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
+    try:
+        code: int = args.handler(args)
+    except BrokenPipeError:
+        raise
+    except (TaskmaskError, ValidationError, yaml.YAMLError, OSError) as error:
+        print(f"taskmask {args.command}: error: {_describe(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return code
+
+
+def run() -> None:
+    """The console-script entry point; a closed pipe (``taskmask evaluate ... | head``) ends
+    it quietly."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code)

@@ -1,0 +1,301 @@
+"""Training runs from a run config: read and check every file, train, write the run directory.
+
+A run directory holds ``model.safetensors`` + ``model.json``, the resolved ``config.yaml``
+(absolute data paths, label and class names filled in), ``metrics.json``
+(``{"validation"|"test": {task: {metric: value}}}``), ``history.csv``, ``plots/*.png`` and the
+training labels' coverage (``coverage.csv``, ``co_observed.csv``). It is written atomically:
+nothing is left behind when anything fails.
+
+With ``checkpoints=True`` (as ``taskmask train`` runs) the run keeps a checkpoint of every
+epoch in the sibling directory ``RUN_DIR.checkpoint`` (`checkpoint_dir`), with the run's
+``config.yaml``, while it trains; ``resume=True`` continues from it after a crash, and it is
+removed once the run directory is written. Under torchrun only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+import taskmask._world as distributed
+from taskmask._io import atomic_directory, write_atomically
+from taskmask.api import FitResult, evaluate, fit, resolve_tasks
+from taskmask.app.config import RunConfig, load_config
+from taskmask.data._coverage import Coverage, label_coverage
+from taskmask.data._memory import MultiTaskData, make_data, split
+from taskmask.data._streaming import ParquetSource
+from taskmask.data.auxiliary import auxiliary_targets
+from taskmask.data.tables import Dataset, read_dataset
+from taskmask.errors import TaskmaskError
+from taskmask.functional._metrics import MetricValue, to_jsonable
+from taskmask.model._model import MultiTaskModel
+from taskmask.persistence import load_model, write_model_files
+from taskmask.predict import tune_thresholds
+from taskmask.tasks._task import Task
+from taskmask.training import checkpoint
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+PLOTS_DIR = "plots"
+COVERAGE_FILE = "coverage.csv"
+CO_OBSERVED_FILE = "co_observed.csv"
+
+CHECKPOINT_SUFFIX = ".checkpoint"
+
+Metrics = dict[str, dict[str, MetricValue]]
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    """Where run ``run_dir`` keeps its checkpoint while it trains: ``RUN_DIR.checkpoint``."""
+    run_dir = Path(run_dir).resolve()
+    return run_dir.with_name(run_dir.name + CHECKPOINT_SUFFIX)
+
+
+def resumed_config(run_dir: Path) -> RunConfig:
+    """The config that the interrupted run ``run_dir`` was started with."""
+    path = checkpoint_dir(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        why = "it has finished" if (Path(run_dir) / CONFIG_FILE).is_file() else "none started"
+        raise TaskmaskError(f"{path}: not found; there is no interrupted run to resume ({why})")
+    return load_config(path)
+
+
+@dataclass
+class TrainRun:
+    """What `train_run` produced: the fit, the resolved config, the metrics it wrote."""
+
+    fit: FitResult
+    config: RunConfig
+    metrics: dict[str, Metrics]
+    coverage: Coverage
+
+
+def _rows_of(shape: Sequence[int]) -> str:
+    return f"(N, {', '.join(map(str, shape))})"
+
+
+def _check_part(
+    part: Dataset, tasks: Sequence[Task], shape: Sequence[int], *, train: bool
+) -> MultiTaskData:
+    """Encode a file's labels once, so that label errors name the file; check its shape."""
+    if tuple(part.inputs.shape[1:]) != tuple(shape):
+        raise TaskmaskError(
+            f"{part.path}: features of shape {_rows_of(part.inputs.shape[1:])}; expected "
+            f"{_rows_of(shape)} as in the training file"
+        )
+    data = make_data(
+        part.inputs, part.labels, tasks, source=str(part.path), feature_names=part.feature_names
+    )
+    if train:
+        _require_labels(part.path, data.n_observed())
+    return data
+
+
+def _require_labels(path: Path, n_observed: dict[str, int]) -> None:
+    """Every task needs at least one observed training label; name those without."""
+    empty = [name for name, count in n_observed.items() if count == 0]
+    if empty:
+        raise TaskmaskError(
+            f"{path}: tasks {empty} have no observed label at all; every task needs "
+            "at least one (check the column names and the missing-value encoding)"
+        )
+
+
+def _split(part: Dataset, fraction: float, *, seed: int) -> tuple[Dataset, Dataset]:
+    """The rows that ``fit(validation_split=fraction, seed=seed)`` trains on and holds out."""
+    rows = MultiTaskData(torch.arange(len(part))[:, None], {})
+    kept, held = split(rows, fraction, generator=torch.Generator().manual_seed(seed))
+    return part.take(kept.inputs[:, 0].numpy()), part.take(held.inputs[:, 0].numpy())
+
+
+def part_metrics(model: MultiTaskModel, part: Dataset) -> Metrics:
+    return evaluate(model, part.inputs, part.labels, source=str(part.path))
+
+
+def _write_run(directory: Path, run: TrainRun, *, plots: bool) -> None:
+    from taskmask.app.plots import plot_history
+
+    write_model_files(run.fit.model, directory)
+    run.coverage.labels.to_csv(directory / COVERAGE_FILE, index=False)
+    run.coverage.co_observed.to_csv(directory / CO_OBSERVED_FILE)
+    (directory / CONFIG_FILE).write_text(run.config.to_yaml(), encoding="utf-8")
+    metrics = {
+        part: {task: to_jsonable(values) for task, values in by_task.items()}
+        for part, by_task in run.metrics.items()
+    }
+    (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    run.fit.history.to_csv(directory / HISTORY_FILE, index=False)
+    if plots:
+        plot_history(run.fit.history, directory / PLOTS_DIR)
+
+
+def read_with_generated(
+    config: RunConfig, path: Path, *, tasks: Sequence[str] | None = None
+) -> Dataset:
+    """A data file's features and the labels of ``tasks`` (default: every task of the config),
+    generated targets included."""
+    specs = [spec for spec in config.tasks if tasks is None or spec.name in tasks]
+    targets = {spec.name: spec.source for spec in specs if spec.generator is None}
+    part = read_dataset(
+        path, feature_names=config.data.features, targets=targets, smiles=config.data.smiles
+    )
+    for spec in specs:
+        if spec.generator is not None:
+            generated = auxiliary_targets(part.inputs, spec.generator, **spec.generator_options)
+            part.labels[spec.name] = generated.numpy()
+    return part
+
+
+def train_run(
+    config: RunConfig,
+    out_dir: Path,
+    *,
+    progress: bool | None = None,
+    report: Callable[[str], None] | None = None,
+    plots: bool = True,
+    checkpoints: bool = False,
+    resume: bool = False,
+) -> TrainRun:
+    """Read every file, check every label, train, then write run directory ``out_dir``
+    atomically (replacing it). Nothing is written when anything fails before training.
+    ``report`` receives the training data's label coverage before training starts.
+    ``checkpoints``: keep a checkpoint per epoch in `checkpoint_dir` (``out_dir``); ``resume``:
+    continue from the checkpoint there if an epoch was saved, else start over. With
+    ``data.stream`` the training data is streamed (`taskmask.data`), never read whole."""
+    if checkpoints and config.training.checkpoint_dir is not None:
+        raise TaskmaskError(
+            f"training.checkpoint_dir: a run keeps its checkpoint in {checkpoint_dir(out_dir)} "
+            "beside its run directory; leave training.checkpoint_dir out of the config"
+        )
+    directory = checkpoint_dir(out_dir) if checkpoints else config.training.checkpoint_dir
+    data = config.data
+    streamed = _stream_source(config) if data.stream else None
+    train = read_with_generated(config, data.train) if streamed is None else None
+    others = {
+        name: read_with_generated(config, path)
+        for name, path in (("validation", data.validation), ("test", data.test))
+        if path is not None
+    }
+    if report is not None and distributed.is_main():
+        for part in (train, *others.values()):
+            if part is not None and part.left_out:
+                report(f"{part.path}: {left_out_report(part)}")
+    if streamed is not None:
+        tasks, shape = streamed.tasks, streamed.input_shape
+    else:
+        assert train is not None
+        tasks, shape = resolve_tasks(config.task_list(), train.labels), train.inputs.shape[1:]
+    for part in others.values():
+        _check_part(part, tasks, shape, train=False)
+    if streamed is not None:
+        coverage = _streamed_coverage(streamed, standardize=bool(config.standardize))
+    else:
+        assert train is not None
+        coverage = label_coverage(_check_part(train, tasks, shape, train=True), tasks)
+    if report is not None and distributed.is_main():
+        report(coverage.to_text())
+    if train is not None and "validation" not in others and data.split_fraction > 0:
+        seed = config.training.seed if data.split_seed is None else data.split_seed
+        train, others["validation"] = _split(train, data.split_fraction, seed=seed)
+    validation = others.get("validation")
+    # under torchrun, every rank has checked the files and directories before rank 0 writes
+    distributed.setup(config.training.device).barrier()
+    resume = resume and directory is not None and checkpoint.exists(directory)
+    if checkpoints and directory is not None and distributed.is_main():
+        if not resume:
+            shutil.rmtree(directory, ignore_errors=True)  # a stale one is no part of this run
+        directory.mkdir(parents=True, exist_ok=True)
+        write_atomically(
+            directory / CONFIG_FILE, lambda tmp: tmp.write_text(config.to_yaml(), encoding="utf-8")
+        )
+    settings: dict[str, Any] = {
+        "trunk": config.model.trunk,
+        "validation": None if validation is None else (validation.inputs, validation.labels),
+        "standardize": config.standardize,
+        "config": config.train_config(progress=progress).model_copy(
+            update={"checkpoint_dir": directory}
+        ),
+        "resume": resume,
+    }
+    if streamed is not None:
+        result = fit(streamed, **settings)
+    else:
+        assert train is not None
+        result = fit(
+            train.inputs, train.labels, tasks, feature_names=train.feature_names, **settings
+        )
+    model = result.model
+    if config.tune_thresholds and validation is not None:
+        source = str(validation.path)
+        tune_thresholds(
+            model, make_data(validation.inputs, validation.labels, model.tasks, source=source)
+        )
+    metrics: dict[str, Metrics] = {
+        name: part_metrics(model, others[name]) for name in ("validation", "test") if name in others
+    }
+    run = TrainRun(result, config.resolved(model.tasks), metrics, coverage)
+    if distributed.is_main():
+        atomic_directory(Path(out_dir), lambda tmp: _write_run(tmp, run, plots=plots))
+        if checkpoints and directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+    return run
+
+
+def _stream_source(config: RunConfig) -> ParquetSource:
+    """The training file(s) of a ``stream: true`` config, opened and checked, not read."""
+    data = config.data
+    options = {} if data.shuffle_buffer is None else {"shuffle_buffer": data.shuffle_buffer}
+    return ParquetSource(
+        data.train,
+        features=data.features,
+        tasks=config.task_list(),
+        targets={spec.name: spec.source for spec in config.tasks},
+        **options,
+    )
+
+
+def _streamed_coverage(source: ParquetSource, *, standardize: bool) -> Coverage:
+    """The coverage of the streamed training labels, every task with a label. With
+    ``standardize`` the features' moments are taken in the same pass (`fit` reuses them)."""
+    if standardize:
+        source.standardization()
+    _require_labels(source.path, source.n_observed())
+    return source.coverage()
+
+
+def open_run(run_dir: Path) -> tuple[RunConfig, MultiTaskModel]:
+    model = load_model(run_dir)
+    return load_config(Path(run_dir) / CONFIG_FILE), model
+
+
+def read_for_model(
+    config: RunConfig, model: MultiTaskModel, path: Path, *, with_labels: bool
+) -> Dataset:
+    part = read_with_generated(config, path, tasks=model.task_names if with_labels else ())
+    if tuple(part.inputs.shape[1:]) != model.input_shape:
+        raise TaskmaskError(
+            f"{path}: features of shape {_rows_of(part.inputs.shape[1:])}; the model takes "
+            f"{_rows_of(model.input_shape)}"
+        )
+    return part
+
+
+def left_out_report(part: Dataset) -> str:
+    """The rows of ``part``'s file that could not be featurised, one line each (first 10)."""
+    from taskmask.data.chem import failure_report
+
+    return failure_report(part.left_out)
+
+
+def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` (no index) to ``path`` through a temporary file and `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))

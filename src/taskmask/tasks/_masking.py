@@ -1,0 +1,215 @@
+"""The data boundary for labels: the only module that knows how "missing" is encoded.
+
+Raw labels may mark a missing entry as NaN, None, an empty (or blank) string, or the task's
+sentinel (default -1 for class labels). `encode_labels` turns them into two tensors:
+
+- ``target``: binary / multilabel ``(N, k)`` float32 in {0, 1}; multiclass ``(N,)`` int64 class
+  indices; regression ``(N, k)`` float32. Unobserved entries hold 0, never NaN.
+- ``observed``: bool, the same shape; True where a label is present.
+
+A user-defined kind (`taskmask.tasks`) reads its labels with its own ``encode`` or, by default,
+`encode_numbers`; either way unobserved targets are set to 0 here.
+
+Downstream code (losses, metrics, weighting) reads only ``observed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from taskmask.errors import TaskmaskError
+from taskmask.functional._labels import EncodedLabels
+from taskmask.tasks._task import Task, get_kind, is_custom
+
+
+def _numeric(raw: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Raw labels as float64 plus a "missing" mask; text other than blanks is an error."""
+    if isinstance(raw, torch.Tensor):
+        raw = raw.detach().cpu().numpy()
+    if isinstance(raw, pd.DataFrame | pd.Series):
+        raw = raw.to_numpy()
+    array = raw if isinstance(raw, np.ndarray) else np.asarray(raw, dtype=object)
+    if array.dtype.kind in "biufO":
+        try:
+            values = array.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+        else:
+            return values, np.isnan(values)
+    frame = pd.DataFrame(array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1))
+    blank = frame.apply(lambda col: col.map(lambda v: isinstance(v, str) and not v.strip()))
+    numbers = frame.mask(blank).apply(pd.to_numeric, errors="coerce")
+    missing = frame.isna() | blank
+    bad = numbers.isna() & ~missing
+    if bad.to_numpy().any():
+        row, col = np.argwhere(bad.to_numpy())[0]
+        raise TaskmaskError(
+            f"{where}: expected numbers or an empty cell, got {frame.iat[row, col]!r} at row {row}"
+        )
+    shape = array.shape
+    return numbers.to_numpy(np.float64).reshape(shape), missing.to_numpy().reshape(shape)
+
+
+def _as_2d(values: np.ndarray, width: int | None, where: str) -> np.ndarray:
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2:
+        raise TaskmaskError(f"{where}: expected labels of shape (N,) or (N, k), got {values.shape}")
+    if width is not None and values.shape[1] != width:
+        raise TaskmaskError(f"{where}: expected {width} label columns, got {values.shape[1]}")
+    return values
+
+
+def _encode_binary(task: Task, raw: Any, where: str) -> EncodedLabels:
+    values, missing = _numeric(raw, where)
+    width = task.width if (task.labels or task.n_outputs or task.kind == "binary") else None
+    values, missing = _as_2d(values, width, where), _as_2d(missing, width, where)
+    if task.missing_sentinel is not None:
+        missing = missing | (values == task.missing_sentinel)
+    observed = ~missing
+    bad = observed & (values != 0) & (values != 1)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise TaskmaskError(
+            f"{where}: label {task.output_names[col] if width else col} has value "
+            f"{float(values[row, col]):g} at row {row}; expected 0, 1 or missing"
+        )
+    target = np.where(observed, values, 0.0).astype(np.float32)
+    return EncodedLabels(torch.from_numpy(target), torch.from_numpy(observed))
+
+
+def class_names_from(task: Task, raw: Any) -> tuple[str, ...]:
+    """Infer the class names of a multiclass task from its raw training labels."""
+    series = pd.Series(np.asarray(raw, dtype=object).ravel())
+    series = series[series.map(lambda v: not (isinstance(v, str) and not v.strip()))].dropna()
+    numeric = pd.to_numeric(series, errors="coerce")
+    present = (numeric != task.missing_sentinel).to_numpy()
+    series, numeric = series[present], numeric[present]
+    if numeric.notna().all():
+        if (numeric < 0).any() or (numeric != numeric.round()).any():
+            raise TaskmaskError(
+                f"task {task.name!r}: numeric class labels must be indices 0..k-1, "
+                f"got {sorted(numeric.unique())[:5]}"
+            )
+        n_classes = int(numeric.max()) + 1 if len(numeric) else 0
+        return tuple(str(i) for i in range(task.n_outputs or n_classes))
+    return tuple(sorted(str(v) for v in series.unique()))
+
+
+def _encode_multiclass(task: Task, raw: Any, where: str) -> EncodedLabels:
+    classes = task.labels
+    if classes is None:
+        raise TaskmaskError(f"{where}: class names are not known; resolve the task first")
+    if isinstance(raw, torch.Tensor):
+        raw = raw.detach().cpu().numpy()
+    array = np.asarray(raw, dtype=object)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise TaskmaskError(f"{where}: expected one class label per row, got shape {array.shape}")
+    series = pd.Series(array)
+    blank = series.map(lambda v: isinstance(v, str) and not v.strip())
+    missing = series.isna() | blank
+    numeric = pd.to_numeric(series.mask(missing), errors="coerce")
+    by_index = numeric.notna()
+    if task.missing_sentinel is not None:
+        missing |= by_index & (numeric == task.missing_sentinel)
+    codes = np.full(len(series), -1, dtype=np.int64)
+    names = series[~missing & ~by_index].astype(str)
+    lookup = {name: code for code, name in enumerate(classes)}
+    codes[names.index] = names.map(lookup).fillna(-1).astype(np.int64).to_numpy()
+    index_rows = ~missing & by_index
+    indices = numeric[index_rows]
+    valid = (indices >= 0) & (indices < len(classes)) & (indices == indices.round())
+    codes[indices.index[valid.to_numpy()]] = indices[valid].astype(np.int64)
+    observed = ~missing.to_numpy()
+    bad = observed & (codes < 0)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise TaskmaskError(
+            f"{where}: class {series.iat[row]!r} at row {row} is not one of {list(classes)} "
+            f"(nor an index 0..{len(classes) - 1})"
+        )
+    return EncodedLabels(torch.from_numpy(np.where(observed, codes, 0)), torch.from_numpy(observed))
+
+
+def encode_numbers(
+    raw: Any, *, width: int | None, sentinel: float | None = None, source: str = "labels"
+) -> EncodedLabels:
+    """Raw numbers ``(N,)`` or ``(N, k)`` as float32 ``target`` ``(N, k)`` and ``observed``.
+
+    NaN, None, blank text and ``sentinel`` are missing (target 0); other text, and numbers that
+    overflow float32, are errors naming ``source``; ``width`` (when given) must equal ``k``.
+    """
+    values, missing = _numeric(raw, source)
+    values, missing = _as_2d(values, width, source), _as_2d(missing, width, source)
+    if sentinel is not None:
+        missing = missing | (values == sentinel)
+    observed = ~missing
+    with np.errstate(over="ignore"):
+        target = np.where(observed, values, 0.0).astype(np.float32)
+    if np.isinf(target).any():
+        raise TaskmaskError(
+            f"{source}: targets must be finite float32 numbers or missing, found inf or overflow"
+        )
+    return EncodedLabels(torch.from_numpy(target), torch.from_numpy(observed))
+
+
+def _encode_regression(task: Task, raw: Any, where: str) -> EncodedLabels:
+    width = task.width if (task.labels or task.n_outputs) else None
+    return encode_numbers(raw, width=width, sentinel=task.sentinel, source=where)
+
+
+def _encode_custom(task: Task, raw: Any, where: str) -> EncodedLabels:
+    """A user-defined kind's labels, checked, with unobserved targets set to 0."""
+    spec = get_kind(task.kind)
+    if spec.encode is None:
+        encoded = encode_numbers(raw, width=task.width, sentinel=task.sentinel, source=where)
+    else:
+        encoded = spec.encode(task, raw, where)
+    target, observed = encoded.target, encoded.observed
+    if not isinstance(target, torch.Tensor) or not isinstance(observed, torch.Tensor):
+        raise TaskmaskError(f"{where}: kind {task.kind!r}: encode must return tensors")
+    if observed.dtype != torch.bool or target.shape != observed.shape or len(target) != len(raw):
+        raise TaskmaskError(
+            f"{where}: kind {task.kind!r}: encode must return a target and a bool observed of "
+            f"one shape with {len(raw)} rows; got target {tuple(target.shape)}, observed "
+            f"{tuple(observed.shape)} {observed.dtype}"
+        )
+    return EncodedLabels(torch.where(observed, target, torch.zeros_like(target)), observed)
+
+
+def resolve_task(task: Task, raw: Any) -> Task:
+    """Fill in what the training labels tell: class names, label count."""
+    if task.kind == "multiclass" and task.labels is None:
+        classes = class_names_from(task, raw)
+        if len(classes) < 2:
+            raise TaskmaskError(
+                f"task {task.name!r}: a multiclass task needs at least 2 classes, found {classes}"
+            )
+        return task.model_copy(update={"labels": classes, "n_outputs": None})
+    if task.kind in ("multilabel", "regression") and task.labels is None and task.n_outputs is None:
+        width = 1 if np.ndim(raw) == 1 else int(np.shape(raw)[1])
+        return task.model_copy(update={"n_outputs": width})
+    return task
+
+
+def encode_labels(task: Task, raw: Any, *, source: str = "labels") -> EncodedLabels:
+    """Turn raw labels of one task into ``(target, observed)``; see the module docstring.
+
+    ``source`` names where the labels came from (a file, a column) for error messages.
+    """
+    where = f"{source}, task {task.name!r}"
+    if len(raw) == 0:
+        raise TaskmaskError(f"{where}: no rows")
+    if is_custom(task.kind):
+        return _encode_custom(task, raw, where)
+    if task.kind == "multiclass":
+        return _encode_multiclass(task, raw, where)
+    if task.kind == "regression":
+        return _encode_regression(task, raw, where)
+    return _encode_binary(task, raw, where)

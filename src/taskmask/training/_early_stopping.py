@@ -1,0 +1,84 @@
+"""Early stopping: the `EarlyStopping` settings and the `Stopper` that keeps the best monitored
+value and the weights that gave it, for `taskmask.training.Trainer` (and its checkpoints)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from taskmask.errors import TaskmaskError
+from taskmask.tasks._metrics import higher_is_better
+
+
+class EarlyStopping(BaseModel):
+    """Stop when ``monitor`` (a history key such as ``val/loss`` or ``val/tox/roc_auc``) has not
+    improved by more than ``min_delta`` for ``patience`` epochs; restore the best weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monitor: str = "val/loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: int = Field(default=10, ge=1)
+    min_delta: float = Field(default=0.0, ge=0.0)
+    restore_best: bool = True
+
+
+class Stopper:
+    """Early-stopping bookkeeping: the best monitored value and the weights that gave it."""
+
+    def __init__(self, config: EarlyStopping | None, has_validation: bool) -> None:
+        self.config = config
+        if config is not None and config.monitor.startswith("val/") and not has_validation:
+            raise TaskmaskError(
+                f"early stopping monitors {config.monitor!r} but there is no validation data; "
+                "set validation_split or pass validation data"
+            )
+        self.best = math.nan
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.waited = 0
+
+    def _better(self, value: float) -> bool:
+        assert self.config is not None
+        mode = self.config.mode
+        if mode == "auto":
+            mode = "max" if higher_is_better(self.config.monitor.split("/", 2)[-1]) else "min"
+        if math.isnan(self.best):
+            return True
+        if mode == "max":
+            return value > self.best + self.config.min_delta
+        return value < self.best - self.config.min_delta
+
+    def update(self, row: Mapping[str, float], model: nn.Module) -> bool:
+        """Record an epoch; True when training should stop."""
+        if self.config is None:
+            return False
+        if self.config.monitor not in row:
+            raise TaskmaskError(
+                f"early stopping monitor {self.config.monitor!r} is not in the history; "
+                f"available: {sorted(row)}"
+            )
+        value = row[self.config.monitor]
+        if not math.isnan(value) and self._better(value):
+            self.best, self.waited = value, 0
+            self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.waited += 1
+        return self.waited >= self.config.patience
+
+    def restore(self, model: nn.Module) -> None:
+        if self.config is not None and self.config.restore_best and self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The best weights (empty if none yet), and the rest as JSON-able values."""
+        return self.best_state or {}, {"best": self.best, "waited": self.waited}
+
+    def load_state(self, values: Mapping[str, Any], best_state: dict[str, torch.Tensor]) -> None:
+        self.best, self.waited = float(values["best"]), int(values["waited"])
+        self.best_state = best_state or None
