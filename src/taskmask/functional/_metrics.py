@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import sklearn.metrics as skm
+import torch
 
 from taskmask.errors import TaskmaskError
+from taskmask.functional import _columns as columns
 
 Array = npt.NDArray[Any]
 
@@ -93,29 +95,40 @@ def _per_label(
     return out
 
 
-def _binary_label(probs: Array, target: Array, threshold: float) -> dict[str, MetricValue]:
-    """Metrics of one label, on its observed entries only."""
-    n_observed = float(len(target))
-    if not len(target):
-        return {**dict.fromkeys(BINARY_METRICS, Undefined("no observed label")), "n_observed": 0.0}
-    pred = (probs >= threshold).astype(np.float64)
-    both = bool(target.any()) and not bool(target.all())
-    one_class = Undefined("only one class observed")
-    return {
-        "accuracy": float(skm.accuracy_score(target, pred)),
-        "precision": _defined(
-            skm.precision_score(target, pred, zero_division=np.nan), "nothing predicted positive"
-        ),
-        "recall": _defined(
-            skm.recall_score(target, pred, zero_division=np.nan), "no observed positive"
-        ),
-        "f1": _defined(
-            skm.f1_score(target, pred, zero_division=np.nan), "no observed or predicted positive"
-        ),
-        "roc_auc": float(skm.roc_auc_score(target, probs)) if both else one_class,
-        "pr_auc": float(skm.average_precision_score(target, probs)) if both else one_class,
-        "n_observed": n_observed,
-    }
+def _column_rows(
+    values: dict[str, torch.Tensor], n_observed: torch.Tensor, reasons: dict[str, str]
+) -> list[dict[str, MetricValue]]:
+    """Per-column metric dicts from ``(K,)`` tensors: NaN becomes `Undefined` with the metric's
+    reason, or "no observed label" for a column with nothing observed."""
+    table = {name: value.tolist() for name, value in values.items()}
+    counts = n_observed.tolist()
+    rows: list[dict[str, MetricValue]] = []
+    for j, count in enumerate(counts):
+        row: dict[str, MetricValue] = {}
+        for name, column in table.items():
+            value = column[j]
+            if value != value:  # NaN
+                reason = reasons[name] if count else "no observed label"
+                row[name] = Undefined(reason)
+            else:
+                row[name] = float(value)
+        row["n_observed"] = float(count)
+        rows.append(row)
+    return rows
+
+
+_BINARY_REASONS = {
+    "accuracy": "no observed label",
+    "precision": "nothing predicted positive",
+    "recall": "no observed positive",
+    "f1": "no observed or predicted positive",
+    "roc_auc": "only one class observed",
+    "pr_auc": "only one class observed",
+}
+
+
+def _tensors(*arrays: Array) -> list[torch.Tensor]:
+    return [torch.as_tensor(np.ascontiguousarray(a)) for a in arrays]
 
 
 def binary_metrics(
@@ -135,10 +148,12 @@ def binary_metrics(
     _check_same_shape(probs, target, observed)
     _check_names(labels, probs.shape[1], "labels")
     _check_names(thresholds, probs.shape[1], "thresholds")
-    rows = [
-        _binary_label(probs[observed[:, j], j], target[observed[:, j], j], thresholds[j])
-        for j in range(probs.shape[1])
-    ]
+    scores, y, seen = _tensors(probs.astype(np.float64), target.astype(np.float64), observed)
+    cuts = torch.tensor([float(t) for t in thresholds], dtype=torch.float64)
+    values = columns.binary_rates(columns.threshold_counts(scores, y, seen, cuts))
+    values["roc_auc"] = columns.roc_auc(scores, y, seen)
+    values["pr_auc"] = columns.average_precision(scores, y, seen)
+    rows = _column_rows(values, seen.sum(0), _BINARY_REASONS)
     return _per_label(rows, labels, BINARY_METRICS)
 
 
@@ -250,24 +265,11 @@ def multiclass_metrics(
     }
 
 
-def _regression_output(values: Array, target: Array) -> dict[str, MetricValue]:
-    if not len(target):
-        return {
-            **dict.fromkeys(REGRESSION_METRICS, Undefined("no observed label")),
-            "n_observed": 0.0,
-        }
-    if len(target) < 2:
-        r2: MetricValue = Undefined("fewer than 2 observed labels")
-    elif np.all(target == target[0]):
-        r2 = Undefined("constant observed target")
-    else:
-        r2 = float(skm.r2_score(target, values))
-    return {
-        "mse": float(skm.mean_squared_error(target, values)),
-        "mae": float(skm.mean_absolute_error(target, values)),
-        "r2": r2,
-        "n_observed": float(len(target)),
-    }
+_REGRESSION_REASONS = {
+    "mse": "no observed label",
+    "mae": "no observed label",
+    "r2": "fewer than 2 observed labels or a constant observed target",
+}
 
 
 def regression_metrics(
@@ -277,10 +279,13 @@ def regression_metrics(
     values, target, observed = np.asarray(values), np.asarray(target), np.asarray(observed)
     _check_same_shape(values, target, observed)
     _check_names(names, values.shape[1], "names")
-    rows = [
-        _regression_output(values[observed[:, j], j], target[observed[:, j], j])
-        for j in range(values.shape[1])
-    ]
+    preds, y, seen = _tensors(values.astype(np.float64), target.astype(np.float64), observed)
+    counts = seen.sum(0)
+    rows = _column_rows(columns.regression_errors(preds, y, seen), counts, _REGRESSION_REASONS)
+    for row, count in zip(rows, counts.tolist(), strict=True):  # which of the two reasons holds
+        if isinstance(row["r2"], Undefined) and count:
+            few = "fewer than 2 observed labels"
+            row["r2"] = Undefined(few if count < 2 else "constant observed target")
     return _per_label(rows, names, REGRESSION_METRICS)
 
 
