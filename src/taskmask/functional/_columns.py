@@ -17,6 +17,8 @@ the inputs. The results equal scikit-learn's on each column's observed subset (t
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from taskmask.errors import TaskmaskError
@@ -32,30 +34,63 @@ def _check(preds: torch.Tensor, target: torch.Tensor, observed: torch.Tensor) ->
         raise TaskmaskError(f"observed must be a bool tensor, got dtype {observed.dtype}")
 
 
-def _keyed(scores: torch.Tensor, observed: torch.Tensor, *, descending: bool) -> torch.Tensor:
-    """Scores ``(K, N)`` in float64, negated when ``descending``, missing entries +inf (last)."""
-    keyed = (-scores if descending else scores).double().T
-    return torch.where(observed.T, keyed, torch.full_like(keyed, torch.inf)).contiguous()
+class _Sorted(NamedTuple):
+    """Each column sorted ascending once, missing entries last; shapes ``(K, N)``."""
+
+    positive: torch.Tensor  # bool: an observed positive, in sorted order
+    first: torch.Tensor  # position of the first entry of each entry's run of tied scores
+    last: torch.Tensor  # position of the last one
+    n_positive: torch.Tensor  # (K,)
+    n_negative: torch.Tensor  # (K,)
 
 
-def _class_counts(target: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    positive = (target.bool() & observed).sum(0).double()
-    return positive, observed.sum(0).double() - positive
+def _sort(scores: torch.Tensor, target: torch.Tensor, observed: torch.Tensor) -> _Sorted:
+    _check(scores, target, observed)
+    if not bool(torch.isfinite(scores[observed]).all()):
+        raise TaskmaskError("observed scores must be finite (NaN or inf found)")
+    keyed = torch.where(observed, scores.double(), torch.inf).T.contiguous()
+    ordered, order = torch.sort(keyed, dim=1)  # the one sort of each column
+    n = keyed.shape[1]
+    position = torch.arange(n, device=keyed.device).expand_as(ordered)
+    change = ordered[:, 1:] != ordered[:, :-1]
+    edge = torch.ones_like(change[:, :1])
+    starts = torch.cat([edge, change], dim=1)
+    ends = torch.cat([change, edge], dim=1)
+    first = torch.cummax(torch.where(starts, position, 0), dim=1).values
+    last = torch.where(ends, position, n).flip(1).cummin(dim=1).values.flip(1)
+    positive = torch.gather((target.bool() & observed).T, 1, order)
+    n_positive = positive.sum(1).double()
+    return _Sorted(positive, first, last, n_positive, observed.sum(0).double() - n_positive)
+
+
+def _both_classes(sorted_: _Sorted, value: torch.Tensor) -> torch.Tensor:
+    defined = (sorted_.n_positive > 0) & (sorted_.n_negative > 0)
+    return torch.where(defined, value, torch.full_like(value, torch.nan))
+
+
+def _roc_auc(s: _Sorted) -> torch.Tensor:
+    mean_rank = (s.first + s.last + 2).double() / 2  # 1-based, tied scores averaged
+    rank_sum = torch.where(s.positive, mean_rank, 0.0).sum(1)
+    pairs = (s.n_positive * s.n_negative).clamp(min=1)
+    return _both_classes(s, (rank_sum - s.n_positive * (s.n_positive + 1) / 2) / pairs)
+
+
+def _average_precision(s: _Sorted) -> torch.Tensor:
+    # Descending order is the ascending one reversed, with the missing entries (+inf) first.
+    n = s.positive.shape[1]
+    missing = n - (s.n_positive + s.n_negative)  # (K,)
+    true_from_top = torch.cumsum(s.positive.flip(1).double(), dim=1)  # positives ranked >= here
+    # an entry's threshold group ends, from the top, at its run's first ascending position
+    end = (n - 1 - s.first).flip(1)  # (K, N) in descending order
+    ranked = (end + 1).double() - missing[:, None]  # observed entries scored >= the entry
+    precision = torch.gather(true_from_top, 1, end) / ranked.clamp(min=1)
+    total = torch.where(s.positive.flip(1), precision, 0.0).sum(1)
+    return _both_classes(s, total / s.n_positive.clamp(min=1))
 
 
 def roc_auc(scores: torch.Tensor, target: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     """ROC-AUC of each column ``(K,)``; NaN unless both classes are observed."""
-    _check(scores, target, observed)
-    keyed = _keyed(scores, observed, descending=False)
-    ordered = torch.sort(keyed, dim=1).values  # the one sort of each column
-    before = torch.searchsorted(ordered, keyed, right=False)  # observed entries ranked lower
-    through = torch.searchsorted(ordered, keyed, right=True)  # ... or tied with it
-    mean_rank = (before + through + 1).double() / 2  # 1-based, ties averaged
-    is_positive = (target.bool() & observed).T
-    positive, negative = _class_counts(target, observed)
-    rank_sum = torch.where(is_positive, mean_rank, torch.zeros_like(mean_rank)).sum(1)
-    auc = (rank_sum - positive * (positive + 1) / 2) / (positive * negative).clamp(min=1)
-    return torch.where((positive > 0) & (negative > 0), auc, torch.full_like(auc, torch.nan))
+    return _roc_auc(_sort(scores, target, observed))
 
 
 def average_precision(
@@ -66,19 +101,15 @@ def average_precision(
     Each observed positive contributes the precision at the lowest threshold that still ranks
     it positive (its tied scores included), divided by the number of positives.
     """
-    _check(scores, target, observed)
-    keyed = _keyed(scores, observed, descending=True)
-    order = torch.argsort(keyed, dim=1, stable=True)
-    ordered = torch.gather(keyed, 1, order)
-    is_positive = (target.bool() & observed).T
-    true_cum = torch.cumsum(torch.gather(is_positive, 1, order).double(), dim=1)
-    through = torch.searchsorted(ordered, keyed, right=True)  # >= 1 for observed
-    index = (through - 1).clamp(min=0)
-    precision = torch.gather(true_cum, 1, index) / through.clamp(min=1).double()
-    positive, negative = _class_counts(target, observed)
-    total = torch.where(is_positive, precision, torch.zeros_like(precision)).sum(1)
-    ap = total / positive.clamp(min=1)
-    return torch.where((positive > 0) & (negative > 0), ap, torch.full_like(ap, torch.nan))
+    return _average_precision(_sort(scores, target, observed))
+
+
+def ranking_metrics(
+    scores: torch.Tensor, target: torch.Tensor, observed: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """``roc_auc`` and ``pr_auc`` (average precision) ``(K,)`` from one sort of each column."""
+    sorted_ = _sort(scores, target, observed)
+    return {"roc_auc": _roc_auc(sorted_), "pr_auc": _average_precision(sorted_)}
 
 
 def threshold_counts(

@@ -151,8 +151,7 @@ def binary_metrics(
     scores, y, seen = _tensors(probs.astype(np.float64), target.astype(np.float64), observed)
     cuts = torch.tensor([float(t) for t in thresholds], dtype=torch.float64)
     values = columns.binary_rates(columns.threshold_counts(scores, y, seen, cuts))
-    values["roc_auc"] = columns.roc_auc(scores, y, seen)
-    values["pr_auc"] = columns.average_precision(scores, y, seen)
+    values |= columns.ranking_metrics(scores, y, seen)
     rows = _column_rows(values, seen.sum(0), _BINARY_REASONS)
     return _per_label(rows, labels, BINARY_METRICS)
 
