@@ -55,7 +55,7 @@ def test_a_batch_equals_pyg_collation() -> None:
             items.append(
                 data_module.Data(
                     x=graphs.x[nodes],
-                    edge_index=graphs.edge_index[:, edges],
+                    edge_index=graphs.local_edges[:, edges],
                     edge_attr=graphs.edge_attr[edges],
                 )
             )
@@ -68,6 +68,10 @@ def test_a_batch_equals_pyg_collation() -> None:
 def test_slices_empty_batches_and_bad_rows() -> None:
     graphs, _, _ = molecular_graphs(SMILES)
     assert torch.equal(graphs[1:3].x, graphs[torch.tensor([1, 2])].x)
+    twice = graphs[torch.tensor([4, 1, 2])][torch.tensor([2, 0])]  # closed under indexing
+    once = graphs[torch.tensor([2, 4])]
+    for name in ("x", "edge_index", "edge_attr", "batch", "node_ptr"):
+        assert torch.equal(getattr(twice, name), getattr(once, name)), name
     empty = graphs[torch.tensor([], dtype=torch.long)]
     assert empty.num_graphs == 0 and empty.x.shape == (0, len(ATOM_FEATURES))
     with pytest.raises(TaskmaskError, match=r"0\.\.4"):

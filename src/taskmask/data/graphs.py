@@ -2,10 +2,9 @@
 
 `molecular_graphs` turns SMILES into a `MolecularGraphs` store: every molecule's atoms and bonds
 in one node table and one edge table, with offsets. Indexing it with row numbers
-(``graphs[rows]``) gives a `GraphBatch`, the disjoint union of those molecules, built with
-vectorised gathers (no per-molecule collation). Its fields are those PyTorch Geometric's
-``Batch`` has (``x``, ``edge_index``, ``edge_attr``, ``batch``, ``num_graphs``), so PyG layers
-read it as they are.
+(``graphs[rows]``) gives the store of those molecules, built with vectorised gathers (no
+per-molecule collation). It has the fields PyTorch Geometric's ``Batch`` has (``x``,
+``edge_index``, ``edge_attr``, ``batch``, ``num_graphs``), so PyG layers read it as it is.
 
 Features are the categorical atom and bond features of the Open Graph Benchmark (Hu et al.
 2020, https://arxiv.org/abs/2005.00687; ``ogb.utils.features``), as integer indices, one column
@@ -88,52 +87,28 @@ def _bond_row(bond: Any) -> list[int]:
     ]
 
 
-@dataclass(frozen=True)
-class GraphBatch:
-    """The disjoint union of ``num_graphs`` graphs: node features ``x`` ``(V, F_atom)`` int64,
-    ``edge_index`` ``(2, E)`` into this batch's nodes, ``edge_attr`` ``(E, F_bond)`` int64,
-    ``batch`` ``(V,)``: the graph of each node, 0..num_graphs-1 in order."""
-
-    x: torch.Tensor
-    edge_index: torch.Tensor
-    edge_attr: torch.Tensor
-    batch: torch.Tensor
-    num_graphs: int
-
-    def __len__(self) -> int:
-        return self.num_graphs
-
-    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> GraphBatch:
-        def move(t: torch.Tensor) -> torch.Tensor:
-            return t.to(device, non_blocking=non_blocking)
-
-        return GraphBatch(
-            move(self.x),
-            move(self.edge_index),
-            move(self.edge_attr),
-            move(self.batch),
-            self.num_graphs,
-        )
-
-
 def _ranges(starts: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """``cat([arange(s, s + c) for s, c in zip(starts, counts)])``, vectorised."""
-    total = int(counts.sum())
     offsets = torch.cumsum(counts, 0) - counts  # where each range starts in the output
-    within = torch.arange(total, device=counts.device) - torch.repeat_interleave(offsets, counts)
-    return torch.repeat_interleave(starts, counts) + within
+    within = torch.arange(int(counts.sum()), device=counts.device)
+    return torch.repeat_interleave(starts - offsets, counts) + within
 
 
 @dataclass(frozen=True)
 class MolecularGraphs:
-    """Graphs of ``len(self)`` molecules: all nodes in ``x`` and all edges in ``edge_index`` /
-    ``edge_attr`` (node numbers local to each molecule), molecule ``i`` owning nodes
-    ``node_ptr[i]:node_ptr[i+1]`` and edges ``edge_ptr[i]:edge_ptr[i+1]``. ``graphs[rows]``
-    (an index tensor, an array or a slice) is the `GraphBatch` of those molecules in that
-    order."""
+    """Graphs of ``len(self)`` molecules in one node table ``x`` ``(V, F_atom)`` and one edge
+    table (``local_edges`` ``(2, E)``, node numbers within each molecule; ``edge_attr``
+    ``(E, F_bond)``), molecule ``i`` owning nodes ``node_ptr[i]:node_ptr[i+1]`` and edges
+    ``edge_ptr[i]:edge_ptr[i+1]``. All int64.
+
+    It slices like a tensor of rows: ``graphs[rows]`` (an index tensor, an array or a slice) is
+    the graphs of those molecules in that order, built by vectorised gathers. It is also a batch
+    as PyTorch Geometric sees one: ``edge_index`` (into this object's nodes), ``batch`` (the
+    molecule of each node) and ``num_graphs``, so a graph trunk reads it as it is.
+    """
 
     x: torch.Tensor
-    edge_index: torch.Tensor
+    local_edges: torch.Tensor
     edge_attr: torch.Tensor
     node_ptr: torch.Tensor
     edge_ptr: torch.Tensor
@@ -147,26 +122,58 @@ class MolecularGraphs:
     def __len__(self) -> int:
         return len(self.node_ptr) - 1
 
-    def __getitem__(self, rows: torch.Tensor | np.ndarray | slice) -> GraphBatch:
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self),)
+
+    @property
+    def num_graphs(self) -> int:
+        return len(self)
+
+    def _counts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.node_ptr[1:] - self.node_ptr[:-1], self.edge_ptr[1:] - self.edge_ptr[:-1]
+
+    @property
+    def batch(self) -> torch.Tensor:
+        """``(V,)``: the molecule of each node."""
+        nodes, _ = self._counts()
+        return torch.repeat_interleave(torch.arange(len(self), device=nodes.device), nodes)
+
+    @property
+    def edge_index(self) -> torch.Tensor:
+        """``(2, E)``: the edges as node numbers into ``x``."""
+        _, edges = self._counts()
+        return self.local_edges + torch.repeat_interleave(self.node_ptr[:-1], edges)
+
+    def __getitem__(self, rows: torch.Tensor | np.ndarray | slice) -> MolecularGraphs:
         if isinstance(rows, slice):
             rows = torch.arange(len(self))[rows]
         rows = torch.as_tensor(rows, dtype=torch.long, device=self.node_ptr.device)
         if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= len(self)):
-            raise TaskmaskError(f"graph rows must be in 0..{len(self) - 1}")
-        node_start, edge_start = self.node_ptr[rows], self.edge_ptr[rows]
-        node_count = self.node_ptr[rows + 1] - node_start
-        edge_count = self.edge_ptr[rows + 1] - edge_start
-        nodes = _ranges(node_start, node_count)
-        edges = _ranges(edge_start, edge_count)
-        new_start = torch.cumsum(node_count, 0) - node_count  # first node of each graph here
-        shift = torch.repeat_interleave(new_start, edge_count)
-        graph = torch.arange(len(rows), device=rows.device)
-        return GraphBatch(
-            x=self.x[nodes],
-            edge_index=self.edge_index[:, edges] + shift,
-            edge_attr=self.edge_attr[edges],
-            batch=torch.repeat_interleave(graph, node_count),
-            num_graphs=len(rows),
+            raise TaskmaskError(f"graph rows must be in 0..{len(self) - 1}, got {rows.tolist()}")
+        nodes, edges = self._counts()
+        node_count, edge_count = nodes[rows], edges[rows]
+        node_rows = _ranges(self.node_ptr[rows], node_count)
+        edge_rows = _ranges(self.edge_ptr[rows], edge_count)
+        zero = torch.zeros(1, dtype=torch.long, device=rows.device)
+        return MolecularGraphs(
+            x=self.x[node_rows],
+            local_edges=self.local_edges[:, edge_rows],
+            edge_attr=self.edge_attr[edge_rows],
+            node_ptr=torch.cat([zero, torch.cumsum(node_count, 0)]),
+            edge_ptr=torch.cat([zero, torch.cumsum(edge_count, 0)]),
+        )
+
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> MolecularGraphs:
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        return MolecularGraphs(
+            move(self.x),
+            move(self.local_edges),
+            move(self.edge_attr),
+            move(self.node_ptr),
+            move(self.edge_ptr),
         )
 
 
@@ -199,7 +206,7 @@ def molecular_graphs(
     failures.sort(key=lambda failure: failure.row)
     store = MolecularGraphs(
         x=torch.tensor(atoms, dtype=torch.long).reshape(-1, len(ATOM_FEATURES)),
-        edge_index=torch.tensor(ends, dtype=torch.long).reshape(-1, 2).T.contiguous(),
+        local_edges=torch.tensor(ends, dtype=torch.long).reshape(-1, 2).T.contiguous(),
         edge_attr=torch.tensor(bonds, dtype=torch.long).reshape(-1, len(BOND_FEATURES)),
         node_ptr=torch.tensor(node_ptr, dtype=torch.long),
         edge_ptr=torch.tensor(edge_ptr, dtype=torch.long),
