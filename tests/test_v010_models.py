@@ -54,3 +54,14 @@ def test_the_auxiliary_head_is_not_in_the_file() -> None:
     assert "helper" not in model.task_names
     assert {"early", "depth"} == {t.name for t in model.tasks if t.attach_to == "layer1"}
     assert {t.kind for t in model.tasks} == {"binary", "multilabel", "multiclass", "regression"}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fused_heads_give_the_saved_outputs_too(name: str) -> None:
+    model = taskmask.load_model(FIXTURES / name)
+    saved = _saved(name)
+    with model.fused_heads():
+        assert model.fused is not None and len(model.fused) > 0
+        outputs = raw_outputs(model, torch.from_numpy(saved["inputs"]))
+    for task, output in outputs.items():
+        torch.testing.assert_close(output, torch.from_numpy(saved[task]), rtol=1e-5, atol=1e-6)
