@@ -1,13 +1,15 @@
-"""Grouped heads: the plain linear heads that read one attach point run as one matmul.
+"""Grouped heads: the plain linear heads that read one attach point form one output block.
 
 A model's heads fall into `HeadGroup` s: all plain linear heads (built-in kinds, and
-user-defined kinds without their own ``head``) that read the same attach point form one group,
-computed as ``F.linear(features, cat(weights), cat(biases))``; a head with its own module is a
-group of its own. `HeadOutputs` holds one output block per group and hands out each task's
-output as a column view of its block, so that a loss over many tasks can read whole blocks.
+user-defined kinds without their own ``head``) that read the same attach point form one group;
+a head with its own module is a group of its own. `HeadOutputs` holds one output block per
+group and hands out each task's output as a column view of its block, so that a loss over many
+tasks can read whole blocks.
 
-`FusedLinear` is a group's weights held as one parameter pair (`MultiTaskModel.fused_heads`):
-one matmul and one optimiser tensor per group instead of two per task.
+`FusedLinear` is a group's weights held as one parameter pair (`MultiTaskModel.fused_heads`,
+what training uses): one matmul ``F.linear(features, weight, bias)`` and one optimiser tensor
+per group instead of two per task. Unfused, the group's heads run one by one and their outputs
+are concatenated: bit for bit what separate heads give, gradients included.
 """
 
 from __future__ import annotations
