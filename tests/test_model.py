@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from taskmask.errors import TaskmaskError
+from taskmask.functional import LossTerm
 from taskmask.model import MLPConfig, MLPTrunk, MultiTaskModel
-from taskmask.tasks import Task, task_loss
+from taskmask.tasks import Task, TaskKindSpec, register_kind, task_loss, unregister_kind
 
 FAST = settings(max_examples=25, deadline=None)
 N_FEATURES = 5
@@ -262,3 +263,118 @@ def test_construction_keeps_the_trunks_mode(training: bool) -> None:
     batch_norm = model.trunk.get_submodule("layer1.1")
     assert isinstance(batch_norm, nn.BatchNorm1d)
     assert batch_norm.num_batches_tracked.item() == 0  # the width probe left no trace
+
+
+def _mixed_model() -> MultiTaskModel:
+    """Two linear groups (trunk output, layer1) and tasks of every kind."""
+    torch.manual_seed(0)
+    tasks = [*base_tasks(), make_task("late", "binary"), make_task("deep", "regression")]
+    tasks.append(make_task("early", "binary", attach_to="layer1"))
+    return make_model(tasks, (7, 6), None)
+
+
+def test_layout_groups_linear_heads_by_attach_point_in_task_order() -> None:
+    model = _mixed_model()
+    groups = [(g.attach, g.names, g.widths, g.linear) for g in model.layout.groups]
+    assert groups == [
+        ("", ("smoker", "tags", "pos", "late", "deep"), (1, 3, 2, 1, 3), True),
+        ("layer1", ("species", "early"), (3, 1), True),
+    ]
+    outputs = model(torch.randn(4, N_FEATURES))
+    assert [b.shape for b in outputs.blocks] == [(4, 10), (4, 4)]
+    assert list(outputs) == list(model.task_names)
+    torch.testing.assert_close(outputs["pos"], outputs.blocks[0][:, 4:6], rtol=0.0, atol=0.0)
+
+
+def test_fused_heads_compute_the_same_outputs_with_the_same_state_dict() -> None:
+    model = _mixed_model()
+    x = torch.randn(9, N_FEATURES, generator=torch.Generator().manual_seed(1))
+    before, state = dict(model(x)), model.state_dict()
+    with model.fused_heads():
+        assert model.fused is not None and sorted(model.fused) == ["0", "1"]
+        assert not list(model.heads.parameters())  # the groups hold them
+        fused_state = model.state_dict()
+        assert list(fused_state) == list(state)
+        for key, value in state.items():
+            torch.testing.assert_close(fused_state[key], value, rtol=0.0, atol=0.0)
+        inside = model(x)
+        for name, output in before.items():
+            torch.testing.assert_close(inside[name], output, rtol=1e-6, atol=1e-6)
+    assert model.fused is None
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0.0, atol=0.0)
+
+
+def test_loading_inside_fused_heads_fills_the_groups() -> None:
+    model, other = _mixed_model(), _mixed_model()
+    with torch.no_grad():
+        for parameter in other.heads.parameters():
+            parameter.add_(1.0)
+    x = torch.randn(5, N_FEATURES)
+    with model.fused_heads():
+        model.load_state_dict(other.state_dict())
+        inside = dict(model(x))
+    for name, output in other(x).items():
+        torch.testing.assert_close(inside[name], output, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(model(x)[name], output, rtol=0.0, atol=0.0)
+
+
+def test_a_fused_task_without_labels_gets_exact_zero_gradient_and_keeps_it() -> None:
+    model = _mixed_model()
+    x = torch.randn(8, N_FEATURES)
+    with model.fused_heads():
+        outputs = model(x)
+        target, observed = torch.ones(8, 1), torch.zeros(8, 1, dtype=torch.bool)
+        loss = task_loss(model.task("late"), outputs["late"], target, observed).sum
+        loss = loss + task_loss(model.task("smoker"), outputs["smoker"], target, ~observed).sum
+        loss.backward()
+        assert model.fused is not None
+        weight_grad = model.fused["0"].weight.grad
+        assert weight_grad is not None and weight_grad[0].abs().sum() > 0
+    assert is_zero(model.heads["late"].weight.grad) and is_zero(model.heads["late"].bias.grad)
+    smoker = model.heads["smoker"].weight.grad
+    assert smoker is not None and smoker.abs().sum() > 0  # gradients come back per task
+
+
+def test_a_head_of_its_own_stays_unfused() -> None:
+    model = make_model(base_tasks(), (7, 6), None)
+    model.heads["pos"] = nn.Sequential(nn.Linear(6, 2))  # not a plain nn.Linear any more
+    with model.fused_heads():
+        assert model.fused is not None and "pos" in dict(model.heads.named_children())
+        assert len(list(model.heads["pos"].parameters())) == 2
+        assert sorted(model.fused) == ["1"]  # the layer1 group; the trunk group cannot fuse
+
+
+def test_a_kind_with_its_own_head_is_a_group_of_its_own() -> None:
+    def loss(input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor) -> LossTerm:
+        total = torch.where(observed, (input - target) ** 2, 0.0).sum()
+        return LossTerm(total, observed.sum().to(total.dtype))
+
+    spec = TaskKindSpec(
+        loss=loss,
+        metrics=lambda p, t, o: {"n": float(o.sum())},
+        summary="n",
+        head=lambda task, d: nn.Sequential(nn.Linear(d, 1), nn.Tanh()),
+    )
+    plain = TaskKindSpec(loss=loss, metrics=lambda p, t, o: {"n": 0.0}, summary="n")
+    register_kind("squashed", spec)
+    register_kind("plainly", plain)
+    try:
+        tasks = [
+            make_task("a", "binary"),
+            Task(name="s", kind="squashed"),
+            Task(name="p", kind="plainly"),
+        ]
+        model = make_model(tasks, (7, 6), None)
+        groups = [(g.names, g.linear) for g in model.layout.groups]
+        assert groups == [(("a", "p"), True), (("s",), False)]
+        x = torch.randn(3, N_FEATURES)
+        with model.fused_heads():
+            assert model.fused is not None and sorted(model.fused) == ["0"]
+            inside = dict(model(x))
+        assert inside["s"].abs().max() < 1
+        for name, output in model(x).items():
+            torch.testing.assert_close(inside[name], output, rtol=1e-6, atol=1e-6)
+    finally:
+        unregister_kind("squashed")
+        unregister_kind("plainly")

@@ -1,5 +1,7 @@
-"""The network: trunks (MLP, CNNs, pair) and `MultiTaskModel` (a trunk plus one head per task)."""
+"""The network: trunks (MLP, CNNs, pair) and `MultiTaskModel` (a trunk plus one head per task,
+the linear heads at one attach point grouped into one matmul)."""
 
+from taskmask.model._heads import HeadGroup, HeadLayout, HeadOutputs
 from taskmask.model._model import MultiTaskModel, raw_outputs
 from taskmask.model._trunks import (
     Activation,
@@ -26,6 +28,9 @@ __all__ = [
     "CNN2DConfig",
     "ConvTrunk",
     "EncoderConfig",
+    "HeadGroup",
+    "HeadLayout",
+    "HeadOutputs",
     "MLPConfig",
     "MLPTrunk",
     "MultiTaskModel",

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from taskmask.errors import TaskmaskError
+from taskmask.model._heads import (
+    FusedLinear,
+    HeadLayout,
+    HeadOutputs,
+    fuse,
+    fused_state,
+    per_task_state,
+    unfuse,
+)
 from taskmask.tasks._task import Task, check_unique_names, make_head
 
 
@@ -24,7 +35,9 @@ def _capture(store: dict[str, torch.Tensor], name: str, _m: nn.Module, _i: Any, 
 
 
 class MultiTaskModel(nn.Module):
-    """A trunk plus one linear head per task; ``forward(x)`` returns ``{task name: output}``.
+    """A trunk plus one linear head per task; ``forward(x)`` returns ``{task name: output}``
+    as a `HeadOutputs` mapping: one block per `HeadGroup` (the plain linear heads at one attach
+    point; a head with its own module), each task's output a column view of its block.
 
     Outputs are logits ``(N, k)`` for binary (k=1) and multilabel tasks, ``(N, C)`` logits for
     multiclass tasks, ``(N, k)`` values for regression; a user-defined kind may bring its own
@@ -35,10 +48,16 @@ class MultiTaskModel(nn.Module):
     either is given).
     ``feature_names`` names the columns of 1-D inputs (kept for saving and for reading tables
     at prediction time).
+
+    ``heads[name]`` is the task's head module (``nn.Linear`` unless its kind brings one);
+    within `fused_heads` (what `taskmask.training.Trainer.fit` trains) the linear heads of a
+    group hold no parameters: ``fused[str(group index)]`` does, while ``state_dict`` and
+    ``load_state_dict`` keep the per-task keys ``heads.<task>.weight`` / ``.bias``.
     """
 
     input_mean: torch.Tensor
     input_scale: torch.Tensor
+    fused: nn.ModuleDict | None
 
     def __init__(
         self,
@@ -83,6 +102,11 @@ class MultiTaskModel(nn.Module):
         self._attach_points = sorted({t.attach_to for t in tasks if t.attach_to is not None})
         widths = self._feature_widths()
         self.heads = nn.ModuleDict({t.name: make_head(t, widths[t.attach_to or ""]) for t in tasks})
+        self.layout = HeadLayout.of(tasks)
+        self.fused = None
+        # within fused_heads, state dicts still speak per-task keys
+        self.register_state_dict_post_hook(_per_task_state)  # type: ignore[no-untyped-call]
+        self.register_load_state_dict_pre_hook(_fused_state)  # type: ignore[no-untyped-call]
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -128,14 +152,55 @@ class MultiTaskModel(nn.Module):
         self.trunk.train(was_training)
         return widths
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> HeadOutputs:
         if x.shape[1:] != self.input_shape:
             raise TaskmaskError(
                 f"expected inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
                 f"got {tuple(x.shape)}"
             )
         features = self._features(x)
-        return {t.name: self.heads[t.name](features[t.attach_to or ""]) for t in self.tasks}
+        return HeadOutputs(
+            self.layout, [self._block(i, features) for i in range(len(self.layout.groups))]
+        )
+
+    def _block(self, index: int, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Group ``index``'s outputs ``(N, group width)``: one matmul when fused; otherwise
+        head by head, so that a task with no observed label adds exact zeros to the trunk's
+        gradient (one matmul over more columns may round it differently in the last bit)."""
+        group = self.layout.groups[index]
+        x = features[group.attach]
+        if self.fused is not None and str(index) in self.fused:
+            block = self.fused[str(index)]
+            assert isinstance(block, FusedLinear)
+            return F.linear(x, block.weight, block.bias)
+        if len(group.names) == 1:
+            return self.heads[group.names[0]](x)
+        return torch.cat([self.heads[name](x) for name in group.names], dim=1)
+
+    @contextmanager
+    def fused_heads(self) -> Iterator[None]:
+        """Within: each group of linear heads at one attach point is one parameter pair
+        ``fused.<group index>.weight`` / ``.bias`` (the per-task head modules hold none); on
+        leaving, per-task parameters (new ones) take the values and gradients back."""
+        if self.fused is not None:
+            yield
+            return
+        self.fused = fuse(self.heads, self.layout)
+        try:
+            yield
+        finally:
+            unfuse(self.heads, self.fused, self.layout)
+            self.fused = None
+
+
+def _per_task_state(model: nn.Module, state: dict[str, Any], prefix: str, _: Any) -> None:
+    if isinstance(model, MultiTaskModel) and model.fused is not None:
+        per_task_state(state, prefix, model.fused, model.layout)
+
+
+def _fused_state(model: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    if isinstance(model, MultiTaskModel) and model.fused is not None:
+        fused_state(state, prefix, model.fused, model.layout)
 
 
 @torch.no_grad()
@@ -146,7 +211,7 @@ def raw_outputs(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    chunks: list[dict[str, torch.Tensor]] = [
+    chunks: list[HeadOutputs] = [
         model(inputs[start : start + batch_size].to(device))
         for start in range(0, len(inputs), batch_size)
     ]

@@ -3,8 +3,11 @@
 Binary and multilabel tasks that use the default loss (masked BCE, ``missing_labels="ignore"``)
 are packed into one ``(N, K)`` block once per data set (`BatchLoss.pack`), so that a batch
 gathers one block instead of two tensors per task and their masked BCE runs as one kernel;
-every other task goes through its own loss. The result is the same per-task ``(sum, count)``
-as `taskmask.tasks.task_loss` (up to summation order in the last bits).
+every other task goes through its own loss. Given the model's `HeadLayout`, the packed columns
+follow the model's output blocks (`HeadOutputs`), whose logits are then read as whole blocks
+(or one column selection per block) instead of concatenated task by task. The result is the
+same per-task ``(sum, count)`` as `taskmask.tasks.task_loss` (up to summation order in the
+last bits).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 from taskmask.data._memory import MultiTaskData
 from taskmask.functional._labels import EncodedLabels
 from taskmask.functional._losses import LossTerm, masked_binary_cross_entropy_with_logits
+from taskmask.model._heads import HeadLayout, HeadOutputs
 from taskmask.tasks._loss import task_loss
 from taskmask.tasks._task import Task
 
@@ -40,13 +44,17 @@ class BatchLoss:
         loss_fns: Mapping[str, LossFn],
         pos_weights: Mapping[str, torch.Tensor | None],
         device: torch.device,
+        layout: HeadLayout | None = None,
     ) -> None:
         self.tasks = tuple(tasks)
         self.loss_fns = loss_fns
         self.pos_weights = pos_weights
+        self.layout = layout
+        by_name = {t.name: t for t in self.tasks}
+        order = [by_name[n] for g in layout.groups for n in g.names] if layout else self.tasks
         packable = [
             t
-            for t in self.tasks
+            for t in order
             if t.kind in ("binary", "multilabel")
             and t.missing_labels == "ignore"  # other strategies are not a plain masked BCE
             and t.name not in loss_fns
@@ -69,6 +77,37 @@ class BatchLoss:
         if any(w is not None for w in weights):
             filled = [_ones_if_none(w, t.width) for w, t in zip(weights, self.packed, strict=True)]
             self.pos_weight = torch.cat(filled).to(device)
+        self.pieces = self._pieces(device)
+
+    def _pieces(self, device: torch.device) -> list[tuple[int, torch.Tensor | None]]:
+        """Per output block holding packed tasks: its index and the packed columns in it
+        (``None``: all of them), in packed order."""
+        if self.layout is None or not self.packed:
+            return []
+        names = {t.name for t in self.packed}
+        pieces: list[tuple[int, torch.Tensor | None]] = []
+        for index, group in enumerate(self.layout.groups):
+            columns: list[int] = []
+            for name in group.names:
+                if name in names:
+                    _, start, width = self.layout.where[name]
+                    columns.extend(range(start, start + width))
+            if columns:
+                whole = len(columns) == group.width
+                kept = None if whole else torch.tensor(columns, dtype=torch.long, device=device)
+                pieces.append((index, kept))
+        return pieces
+
+    def _packed_logits(self, outputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The packed tasks' logits ``(N, K)``: from whole output blocks when ``outputs``
+        has this plan's layout, else task by task."""
+        if isinstance(outputs, HeadOutputs) and self.pieces and outputs.layout is self.layout:
+            parts = [
+                outputs.blocks[i] if kept is None else outputs.blocks[i].index_select(1, kept)
+                for i, kept in self.pieces
+            ]
+            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return torch.cat([outputs[t.name] for t in self.packed], dim=1)
 
     def pack(self, data: MultiTaskData) -> MultiTaskData:
         """``data`` with the packed tasks' labels as one block under `PACKED`."""
@@ -108,12 +147,11 @@ class BatchLoss:
         if not self.packed:  # every task on its own, in task order: no scatter needed
             sums = torch.stack([t.sum for t in terms])
             return sums, torch.stack([t.count for t in terms]).detach()
-        first = next(iter(outputs.values()))
-        sums = first.new_zeros(len(self.tasks))
-        counts = first.new_zeros(len(self.tasks))
+        logits = self._packed_logits(outputs)
+        sums = logits.new_zeros(len(self.tasks))
+        counts = logits.new_zeros(len(self.tasks))
         if PACKED in batch.labels:
             block = batch.labels[PACKED]
-            logits = torch.cat([outputs[t.name] for t in self.packed], dim=1)
             loss = masked_binary_cross_entropy_with_logits(
                 logits, block.target, block.observed, pos_weight=self.pos_weight, reduction="none"
             )

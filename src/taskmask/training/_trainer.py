@@ -24,6 +24,7 @@ from taskmask.data._memory import MultiTaskData, split
 from taskmask.data._streaming import StreamedData
 from taskmask.errors import TaskmaskError
 from taskmask.functional._metrics import metric_as_float
+from taskmask.model._heads import HeadOutputs
 from taskmask.model._model import MultiTaskModel, raw_outputs
 from taskmask.tasks._metrics import task_metrics
 from taskmask.tasks._task import Task
@@ -103,13 +104,13 @@ def _autocast(device: torch.device, precision: str) -> AbstractContextManager[An
     return nullcontext()
 
 
-def _forward(net: nn.Module, inputs: torch.Tensor, precision: str) -> dict[str, torch.Tensor]:
+def _forward(net: nn.Module, inputs: torch.Tensor, precision: str) -> HeadOutputs:
     """The heads' outputs, float32 whatever the autocast computed them in."""
     with _autocast(inputs.device, precision):
-        outputs: dict[str, torch.Tensor] = net(inputs)
+        outputs: HeadOutputs = net(inputs)
     if precision == "fp32":
         return outputs
-    return {name: output.float() for name, output in outputs.items()}
+    return outputs.map(lambda block: block.float())
 
 
 @dataclass
@@ -159,7 +160,19 @@ class Trainer:
         data and the settings but `checkpoint.RESUMABLE_CHANGES` must be the same as when it
         was written); the result is that of the run it continues, bit for bit on one CPU.
         ``train`` may be streamed (`taskmask.data.ParquetSource`); it then needs
-        ``validation`` given, not a ``validation_split``."""
+        ``validation`` given, not a ``validation_split``. While it trains, the linear heads
+        at each attach point are one fused parameter pair (`MultiTaskModel.fused_heads`)."""
+        with model.fused_heads():
+            return self._fit(model, train, validation=validation, resume=resume)
+
+    def _fit(
+        self,
+        model: MultiTaskModel,
+        train: MultiTaskData | StreamedData,
+        *,
+        validation: MultiTaskData | None,
+        resume: bool,
+    ) -> list[dict[str, float]]:
         config = self.config
         n_observed = train.n_observed()
         missing = [t.name for t in model.tasks if n_observed.get(t.name, 0) == 0]
@@ -240,14 +253,14 @@ class Trainer:
         shared = [p for p in model.trunk.parameters() if p.requires_grad]
         sums = torch.zeros(len(model.tasks), device=world.device)
         counts = torch.zeros_like(sums)
-        kept: list[tuple[MultiTaskData, dict[str, torch.Tensor]]] = []
+        kept: list[tuple[MultiTaskData, HeadOutputs]] = []
         cosines: list[torch.Tensor] = []
         for batch in batches.epoch(session.generator):
             outputs, batch_sums, batch_counts = self._step(session, batch, shared, cosines)
             sums += batch_sums
             counts += batch_counts
             if self.config.train_metrics and isinstance(batches, InMemoryBatches):
-                kept.append((batch, {k: v.detach() for k, v in outputs.items()}))
+                kept.append((batch, outputs.map(torch.Tensor.detach)))
         epoch_losses = (sums / counts.clamp(min=1)).float()
         used = weighting.current_weights()  # the weights this epoch trained with
         row = _loss_row("train", model.tasks, epoch_losses, used)
@@ -266,7 +279,7 @@ class Trainer:
         batch: MultiTaskData,
         shared: list[torch.nn.Parameter],
         cosines: list[torch.Tensor],
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    ) -> tuple[HeadOutputs, torch.Tensor, torch.Tensor]:
         """One optimiser step on a global batch (this process's piece of it); returns this
         piece's outputs and the global batch's per-task loss sums and observed counts."""
         s, config = session, self.config
@@ -351,7 +364,11 @@ class Trainer:
     def _plan(self, model: MultiTaskModel, device: torch.device) -> BatchLoss:
         pos_weights = _pos_weights(model.tasks, device)
         return BatchLoss(
-            model.tasks, loss_fns=self.loss_fns, pos_weights=pos_weights, device=device
+            model.tasks,
+            loss_fns=self.loss_fns,
+            pos_weights=pos_weights,
+            device=device,
+            layout=model.layout,
         )
 
     def evaluate(
@@ -395,12 +412,12 @@ def _resumable(config: TrainConfig) -> dict[str, Any]:
 
 
 def _kept_metrics(
-    prefix: str, session: _Session, kept: list[tuple[MultiTaskData, dict[str, torch.Tensor]]]
+    prefix: str, session: _Session, kept: list[tuple[MultiTaskData, HeadOutputs]]
 ) -> dict[str, float]:
     """Metrics over the outputs an epoch computed, on every process's pieces of its batches."""
     gather = session.world.gather_rows
     tasks = session.model.tasks
-    outputs = {t.name: gather(torch.cat([o[t.name] for _, o in kept])) for t in tasks}
+    outputs = HeadOutputs.cat([o for _, o in kept]).map(gather)
     seen = [session.plan.unpack(b.labels) for b, _ in kept]
     labels = {
         name: (
