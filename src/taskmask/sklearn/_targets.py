@@ -133,9 +133,10 @@ def _explicit(spec: TaskSpec, frame: pd.DataFrame) -> TaskColumns:
     sentinel = task.missing_sentinel
     seen = [observed_labels(frame[c], sentinel)[1] for c in columns]
     classes: tuple[np.ndarray | None, ...]
-    if task.kind == "regression":
+    targets = task.spec.targets
+    if targets == "values":
         classes = (None,) * len(columns)
-    elif task.kind != "multiclass":
+    elif targets == "flags":
         classes = tuple(_binary_classes(values) for values in seen)
     elif task.labels is not None:
         classes = (np.asarray(task.labels),)
@@ -160,10 +161,10 @@ def task_columns(
 
 def taskmask_labels(entry: TaskColumns, frame: pd.DataFrame) -> np.ndarray:
     """Raw labels in taskmask's form: 0/1, class indices or values as floats, NaN if missing."""
-    kind, out = entry.task.kind, []
+    kind, spec, out = entry.task.kind, entry.task.spec, []
     for label, classes in zip(entry.columns, entry.classes, strict=True):
         missing, values = observed_labels(frame[label], entry.sentinel)
-        if kind == "multiclass":
+        if spec.targets == "classes":
             assert classes is not None
             lookup = {c: i for i, c in enumerate(classes.tolist())}
             unknown = [v for v in values.tolist() if v not in lookup]
@@ -175,26 +176,29 @@ def taskmask_labels(entry: TaskColumns, frame: pd.DataFrame) -> np.ndarray:
         codes = np.full(len(frame), np.nan)
         codes[~missing] = values
         out.append(codes)
-    return np.stack(out, axis=1) if len(out) > 1 or kind == "multilabel" else out[0]
+    return np.stack(out, axis=1) if len(out) > 1 or spec.per_column else out[0]
 
 
 def predicted_values(entry: TaskColumns, pred: TaskPrediction) -> list[np.ndarray]:
-    """Per column: the predicted class (a value seen in ``y``) or the float64 value."""
-    if entry.task.kind == "regression":
+    """Per column: the predicted class (a value seen in ``y``) or the float64 value (the
+    score: a regression value, a count's rate)."""
+    targets = entry.task.spec.targets
+    if targets == "values":
         return list(pred.scores.astype(np.float64).T)
     assert pred.decisions is not None
-    if entry.task.kind == "multiclass":
+    if targets == "classes":
         return [cast(np.ndarray, entry.classes[0])[pred.decisions]]
     picks = pred.decisions.astype(np.int64).T
     return [cast(np.ndarray, c)[pick] for c, pick in zip(entry.classes, picks, strict=True)]
 
 
 def predicted_probabilities(entry: TaskColumns, pred: TaskPrediction) -> list[np.ndarray | None]:
-    """Per column ``(n_samples, n_classes)`` float64 probabilities; None for regression."""
+    """Per column ``(n_samples, n_classes)`` float64 probabilities; None for values."""
     scores = pred.scores.astype(np.float64)
-    if entry.task.kind == "regression":
+    targets = entry.task.spec.targets
+    if targets == "values":
         return [None] * len(entry.columns)
-    if entry.task.kind == "multiclass":
+    if targets == "classes":
         return [scores / scores.sum(axis=1, keepdims=True)]
     return [np.column_stack([1.0 - p, p]) for p in scores.T]
 
