@@ -60,7 +60,7 @@ def observed_labels(column: pd.Series, sentinel: float | None) -> tuple[np.ndarr
     ``sentinel``) and the observed values, with the dtype NumPy infers for them (ints stay
     ints). Infinity is an error."""
     missing = column.isna().to_numpy(dtype=bool)
-    if column.dtype.kind == "O":  # object or text: a blank string is missing too
+    if column.dtype == object:  # object or text: a blank string is missing too
         blank = column.map(lambda v: isinstance(v, str) and not v.strip())
         missing = missing | blank.to_numpy(bool)
     if sentinel is not None:
@@ -68,13 +68,18 @@ def observed_labels(column: pd.Series, sentinel: float | None) -> tuple[np.ndarr
     values = column.to_numpy()[~missing]
     if values.dtype == object:
         values = np.asarray(values.tolist())
-    if values.dtype.kind == "f" and np.isinf(values).any():
+    if np.issubdtype(values.dtype, np.floating) and np.isinf(values).any():
         raise ValueError(f"Input y contains infinity: column {column.name!r}")
     return missing, values
 
 
+def _numbers(values: np.ndarray) -> bool:
+    """Whether ``values`` hold numbers (bool, integer or float)."""
+    return values.dtype.kind in "biuf"
+
+
 def _binary_classes(values: np.ndarray) -> np.ndarray:
-    return np.array([0, 1]).astype(values.dtype if values.dtype.kind in "biuf" else np.int64)
+    return np.array([0, 1]).astype(values.dtype if _numbers(values) else np.int64)
 
 
 def _class_set(values: np.ndarray, name: str) -> np.ndarray:
@@ -89,7 +94,7 @@ def _inferred(name: str, column: pd.Series, sentinel: float | None, classify: bo
     _, values = observed_labels(column, sentinel)
     if not len(values):
         raise ValueError(f"column {name!r} of y has no observed label")
-    numeric = values.dtype.kind in "biuf"
+    numeric = _numbers(values)
     if numeric and not classify:
         task = Task(name=name, kind="regression", sentinel=sentinel)
         return TaskColumns(task, (name,), (None,), sentinel)
@@ -171,7 +176,7 @@ def taskmask_labels(entry: TaskColumns, frame: pd.DataFrame) -> np.ndarray:
             if unknown:
                 raise ValueError(f"column {label!r}: class {unknown[0]!r} is not one of {lookup}")
             values = np.asarray([lookup[v] for v in values.tolist()], dtype=np.float64)
-        elif values.dtype.kind not in "biuf":
+        elif not _numbers(values):
             raise ValueError(f"column {label!r}: a {kind} task needs numbers, got {values[0]!r}")
         codes = np.full(len(frame), np.nan)
         codes[~missing] = values
@@ -205,6 +210,6 @@ def predicted_probabilities(entry: TaskColumns, pred: TaskPrediction) -> list[np
 
 def stack_columns(columns: Sequence[np.ndarray]) -> np.ndarray:
     """Columns side by side; object dtype when numbers and text mix."""
-    if len({c.dtype.kind in "biuf" for c in columns}) > 1:
+    if len({_numbers(c) for c in columns}) > 1:
         columns = [c.astype(object) for c in columns]
     return np.column_stack(columns)
