@@ -18,6 +18,8 @@ from taskmask import Task, TaskmaskError
 from taskmask.data import _stream_stats as stream_stats
 from taskmask.data import label_coverage, make_data
 from taskmask.functional import Undefined, count_metrics, masked_poisson_nll_loss
+from taskmask.app.config import TaskSpec
+from taskmask.sklearn import MultiTaskRegressor
 from taskmask.tasks import encode_labels, higher_is_better, initial_bias, task_loss
 
 
@@ -140,3 +142,17 @@ def test_a_fit_recovers_poisson_rates_and_predicts_rates() -> None:
     expected = skm.mean_poisson_deviance(counts[500:][test], rates[test])
     assert metrics["poisson_deviance"] == pytest.approx(expected, rel=1e-5)
     assert np.corrcoef(np.log(rates), true_log_rate[500:])[0, 1] > 0.95
+
+
+def test_a_count_task_in_a_run_config_and_in_the_sklearn_regressor() -> None:
+    spec = TaskSpec.model_validate({"name": "n", "kind": "count", "columns": ["a", "b"]})
+    assert spec.labels == ("a", "b") and spec.width == 2
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 3))
+    y = rng.poisson(np.exp(0.5 + x[:, :1]), size=(120, 1)).astype(float)
+    y[::6] = np.nan
+    reg = MultiTaskRegressor(
+        tasks=[{"name": "n", "kind": "count", "column": "y"}], epochs=5, random_state=0
+    ).fit(x, y[:, 0])
+    rates = reg.predict(x)
+    assert rates.shape == (120,) and (rates > 0).all()
