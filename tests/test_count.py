@@ -15,10 +15,10 @@ import torch.nn.functional as F
 
 import taskmask
 from taskmask import Task, TaskmaskError
+from taskmask.app.config import TaskSpec
 from taskmask.data import _stream_stats as stream_stats
 from taskmask.data import label_coverage, make_data
 from taskmask.functional import Undefined, count_metrics, masked_poisson_nll_loss
-from taskmask.app.config import TaskSpec
 from taskmask.sklearn import MultiTaskRegressor
 from taskmask.tasks import encode_labels, higher_is_better, initial_bias, task_loss
 
