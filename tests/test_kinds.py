@@ -76,6 +76,7 @@ SPEC = TaskKindSpec(
     encode=read_flags,
     head=lambda task, in_features: Distance(),
     decide=lambda distance: distance < 0.5,
+    targets="flags",
 )
 
 

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from taskmask.data._memory import MultiTaskData, make_data, split
+from taskmask.data._stream_stats import initial_biases, label_stats
 from taskmask.data._streaming import ParquetSource
 from taskmask.errors import TaskmaskError
 from taskmask.functional._losses import balanced_pos_weight
@@ -79,22 +80,24 @@ def standardization(
 
 
 @torch.no_grad()
-def _start_regression_at_mean(model: MultiTaskModel, train: MultiTaskData | ParquetSource) -> None:
-    """Start each regression head's bias at its observed training mean, so that targets far
-    from 0 (ages, prices) need not first be reached by the optimiser."""
-    streamed = train.regression_means() if isinstance(train, ParquetSource) else {}
+def _start_biases(model: MultiTaskModel, train: MultiTaskData | ParquetSource) -> None:
+    """Start each head whose kind has an ``initial_bias`` there (a regression head at its
+    observed training mean, a count head at the log of its mean count), so that targets far
+    from the initial outputs (ages, prices) need not first be reached by the optimiser."""
+    if isinstance(train, ParquetSource):
+        biases = train.initial_biases()
+    else:
+        biases = initial_biases(model.tasks, label_stats(model.tasks, train.labels, len(train)))
     for task in model.tasks:
-        if task.name in streamed:
-            mean = streamed[task.name]
-        elif task.kind == "regression" and isinstance(train, MultiTaskData):
-            enc = train.labels[task.name]
-            count = enc.observed.sum(0).clamp(min=1)
-            mean = torch.where(enc.observed, enc.target, 0.0).sum(0) / count
-        else:
+        if task.name not in biases:
             continue
         head = model.heads[task.name]
-        assert isinstance(head, nn.Linear), "built-in regression heads are linear"
-        head.bias.copy_(mean)
+        if not isinstance(head, nn.Linear):
+            raise TaskmaskError(
+                f"task {task.name!r}: kind {task.kind!r} sets an initial bias, which needs a "
+                f"linear head, not {type(head).__name__}"
+            )
+        head.bias.copy_(biases[task.name])
 
 
 Prepared = tuple[
@@ -195,8 +198,8 @@ def fit(
 
     ``inputs`` may instead be a `taskmask.data.ParquetSource`, streamed batch by batch
     (``docs/streaming.md``): it holds the tasks and their label columns, so ``labels`` and
-    ``tasks`` are left out; standardisation, ``pos_weight="balanced"`` and the regression
-    biases come from one pass over the files; validation data (in memory, or a small
+    ``tasks`` are left out; standardisation, ``pos_weight="balanced"`` and the heads'
+    starting biases come from one pass over the files; validation data (in memory, or a small
     ``ParquetSource`` read whole) must be given, as there is no ``validation_split``.
     """
     if isinstance(weighting, str):
@@ -231,8 +234,9 @@ def train_prepared(
     resume: bool = False,
 ) -> FitResult:
     """The end of `fit` once the data are encoded and checked: build the model under
-    ``config.seed`` (``scaling`` is its input mean and scale), start regression heads at the
-    observed means, train. ``validation`` is already split off."""
+    ``config.seed`` (``scaling`` is its input mean and scale), start the heads whose kind says
+    so at their initial bias (regression: the observed means), train. ``validation`` is
+    already split off."""
     torch.manual_seed(config.seed)
     if isinstance(trunk, nn.Module):
         module = trunk
@@ -247,7 +251,7 @@ def train_prepared(
         input_scale=scale,
         feature_names=feature_names,
     )
-    _start_regression_at_mean(model, train)
+    _start_biases(model, train)
     trainer = Trainer(
         config.model_copy(update={"validation_split": 0.0}), weighting=weighting, loss_fns=loss_fns
     )

@@ -4,8 +4,9 @@ Auxiliary tasks are never predicted. Output column names in `predictions_frame`:
 ``task.prob`` / ``task.pred`` (binary), ``task.prob.LABEL`` / ``task.pred.LABEL`` / ``task.labels``
 (multilabel; ``task.labels`` joins the predicted label names with ``;``), ``task.prob.CLASS`` /
 ``task.pred`` (multiclass, the class name), ``task.value`` or ``task.value.NAME`` (regression),
-``task.output`` or ``task.output.NAME`` and, when its kind decides, ``task.pred`` or
-``task.pred.NAME`` (a user-defined kind, `taskmask.tasks`).
+``task.rate`` or ``task.rate.NAME`` (count), and for a user-defined kind (`taskmask.tasks`)
+what its spec's ``columns`` give, by default ``task.output`` or ``task.output.NAME`` and, when
+it decides, ``task.pred`` or ``task.pred.NAME``.
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ from taskmask.data._memory import MultiTaskData, as_inputs
 from taskmask.errors import TaskmaskError
 from taskmask.functional._metrics import fit_thresholds
 from taskmask.model._model import MultiTaskModel, raw_outputs
-from taskmask.tasks._task import Task, get_kind, is_custom
+from taskmask.tasks._outputs import prediction_columns, task_decisions, task_scores
+from taskmask.tasks._task import Task
 
 
 @dataclass(frozen=True)
 class TaskPrediction:
     """One task's predictions for N rows.
 
-    ``scores``: probabilities ``(N, k)`` (binary k=1, multilabel, multiclass) or values
-    ``(N, k)`` (regression; a user-defined kind: the head's outputs). ``decisions``: bool
-    ``(N, k)`` (binary / multilabel), class indices ``(N,)`` (multiclass), ``None``
-    (regression), what the kind's ``decide`` returns (a user-defined kind; ``None`` without).
+    ``scores``: probabilities ``(N, k)`` (binary k=1, multilabel, multiclass), values
+    ``(N, k)`` (regression), rates (count), what a user-defined kind's ``scores`` give (by
+    default the head's outputs). ``decisions``: bool ``(N, k)`` (binary / multilabel), class
+    indices ``(N,)`` (multiclass), ``None`` (regression, count), what a user-defined kind
+    decides (``None`` without ``decide``).
     ``names``: per row the predicted label names (multilabel, a list per row) or the class
     name (multiclass); ``None`` otherwise.
     """
@@ -44,25 +47,9 @@ class TaskPrediction:
 
 
 def _task_prediction(task: Task, output: torch.Tensor) -> TaskPrediction:
-    output = output.detach().float().cpu()
-    if is_custom(task.kind):
-        decide = get_kind(task.kind).decide
-        scores = output.numpy()
-        return TaskPrediction(task, scores, None if decide is None else decide(scores), None)
-    if task.kind == "regression":
-        return TaskPrediction(task, output.numpy(), None, None)
-    if task.kind == "multiclass":
-        probs = torch.softmax(output, dim=1).numpy()
-        index = probs.argmax(axis=1)
-        labels = np.asarray(task.output_names, dtype=object)
-        return TaskPrediction(task, probs, index, list(labels[index]))
-    probs = torch.sigmoid(output).numpy()
-    decisions = probs >= np.asarray(task.thresholds())
-    if task.kind == "binary":
-        return TaskPrediction(task, probs, decisions, None)
-    names_of = task.output_names
-    names = [[names_of[j] for j in np.flatnonzero(row)] for row in decisions]
-    return TaskPrediction(task, probs, decisions, names)
+    scores = task_scores(task, output.detach().float().cpu())
+    decisions, names = task_decisions(task, scores)
+    return TaskPrediction(task, scores, decisions, names)
 
 
 def predict(
@@ -82,57 +69,24 @@ def predictions_frame(predictions: Mapping[str, TaskPrediction]) -> pd.DataFrame
     """One column per output (see the module docstring for the names)."""
     columns: dict[str, Any] = {}
     for name, pred in predictions.items():
-        task = pred.task
-        outputs = task.output_names
-        if is_custom(task.kind):
-            columns.update(_custom_columns(name, outputs, pred))
-        elif task.kind == "regression":
-            if pred.scores.shape[1] == 1:
-                columns[f"{name}.value"] = pred.scores[:, 0]
-            for j, out in enumerate(outputs if pred.scores.shape[1] > 1 else ()):
-                columns[f"{name}.value.{out}"] = pred.scores[:, j]
-        elif task.kind == "binary":
-            assert pred.decisions is not None
-            columns[f"{name}.prob"] = pred.scores[:, 0]
-            columns[f"{name}.pred"] = pred.decisions[:, 0].astype(np.int8)
-        else:
-            for j, out in enumerate(outputs):
-                columns[f"{name}.prob.{out}"] = pred.scores[:, j]
-            if task.kind == "multiclass":
-                columns[f"{name}.pred"] = pred.names
-            else:
-                assert pred.decisions is not None and pred.names is not None
-                for j, out in enumerate(outputs):
-                    columns[f"{name}.pred.{out}"] = pred.decisions[:, j].astype(np.int8)
-                columns[f"{name}.labels"] = [";".join(row) for row in pred.names]
+        parts = prediction_columns(pred.task, pred.scores, pred.decisions, pred.names)
+        columns.update({f"{name}.{suffix}": values for suffix, values in parts.items()})
     return pd.DataFrame(columns)
 
 
-def _custom_columns(name: str, outputs: tuple[str, ...], pred: TaskPrediction) -> dict[str, Any]:
-    """``name.output`` (one output) or ``name.output.NAME``; the same with ``pred``."""
-    columns: dict[str, Any] = {}
-    for part, values in (("output", pred.scores), ("pred", pred.decisions)):
-        if values is None:
-            continue
-        values = np.asarray(values).reshape(len(values), -1)
-        if values.shape[1] == 1:
-            columns[f"{name}.{part}"] = values[:, 0]
-        else:
-            names = outputs if len(outputs) == values.shape[1] else range(values.shape[1])
-            columns.update({f"{name}.{part}.{n}": values[:, j] for j, n in enumerate(names)})
-    return columns
-
-
 def tune_thresholds(model: MultiTaskModel, data: MultiTaskData) -> MultiTaskModel:
-    """Set each binary / multilabel task's per-label thresholds to maximise F1 on ``data``
-    (observed labels only; use validation data, never the test set). Returns ``model``."""
+    """Set the per-label thresholds of each task whose kind tunes them (binary, multilabel) to
+    maximise F1 of its scores on ``data`` (observed labels only; use validation data, never
+    the test set). Returns ``model``."""
     outputs = raw_outputs(model, data.inputs)
     tasks = []
     for task in model.tasks:
-        if task.kind in ("binary", "multilabel") and task.name in data.labels:
+        if task.spec.tunes_thresholds and task.name in data.labels:
             enc = data.labels[task.name]
-            probs = torch.sigmoid(outputs[task.name]).cpu().numpy()
-            thresholds = fit_thresholds(probs, enc.target.cpu().numpy(), enc.observed.cpu().numpy())
+            scores = task_scores(task, outputs[task.name].detach().cpu())
+            thresholds = fit_thresholds(
+                scores, enc.target.cpu().numpy(), enc.observed.cpu().numpy()
+            )
             task = task.model_copy(update={"threshold": tuple(float(t) for t in thresholds)})
         tasks.append(task)
     model.tasks = tuple(tasks)

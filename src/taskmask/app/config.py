@@ -48,7 +48,7 @@ from pydantic import (
 from taskmask.data.chem import SmilesFeatures
 from taskmask.errors import TaskmaskError
 from taskmask.model._trunks import MLPConfig, TrunkConfig
-from taskmask.tasks._task import Task, check_unique_names
+from taskmask.tasks._task import Task, check_unique_names, get_kind, known_kinds
 from taskmask.training._trainer import TrainConfig
 
 DEFAULT_VALIDATION_SPLIT = 0.2
@@ -146,7 +146,7 @@ class TaskSpec(Task):
     def _default_labels(cls, data: Any) -> Any:
         if (
             isinstance(data, Mapping)
-            and data.get("kind") in ("multilabel", "regression")
+            and _per_column(data.get("kind"))
             and isinstance(data.get("columns"), list | tuple)
             and data.get("labels") is None
             and data.get("n_outputs") is None
@@ -164,14 +164,14 @@ class TaskSpec(Task):
 
             if self.column is not None or self.columns is not None:
                 raise ValueError(f"{where}: a generated target reads no column")
-            if self.kind != "regression":
+            if self.spec.targets != "values":
                 raise ValueError(f"{where}: generated targets are regression targets")
             if self.generator not in GENERATORS:
                 raise ValueError(
                     f"{where}: unknown generator {self.generator!r}; choose one of "
                     f"{sorted(GENERATORS)}"
                 )
-        if self.columns is not None and self.kind in ("binary", "multiclass"):
+        if self.columns is not None and self.label_columns == 1 and not self.spec.per_column:
             if len(self.columns) != 1:
                 raise ValueError(
                     f"{where}: a {self.kind} task reads one column, not {self.columns}"
@@ -251,13 +251,18 @@ class RunConfig(BaseModel):
             update: dict[str, Any] = {}
             if spec.column is None and spec.columns is None and spec.generator is None:
                 update["column"] = spec.name
-            if spec.labels is None and spec.kind != "binary":
+            if spec.labels is None:
                 update["labels"] = by_name[spec.name].output_names
             specs.append(spec.model_copy(update=update))
         return self.model_copy(update={"tasks": tuple(specs)})
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _per_column(kind: Any) -> bool:
+    """Whether ``kind`` names a registered kind with one output per label column."""
+    return isinstance(kind, str) and kind in known_kinds() and get_kind(kind).per_column
 
 
 def _as_tuple(source: str | tuple[str, ...]) -> tuple[str, ...]:

@@ -5,8 +5,9 @@ merged with ``+``; the results equal those of the whole data in memory (counts e
 and variances up to float64 rounding).
 
 `taskmask.data` uses them where in-memory training reads the whole training set: the
-"every task has a label" check, ``pos_weight="balanced"``, the regression heads' starting bias,
-input standardisation and the label coverage report.
+"every task has a label" check, ``pos_weight="balanced"``, the heads' starting bias (a kind's
+``initial_bias``), input standardisation and the label coverage report. In memory, the same
+functions run on all rows as one chunk.
 """
 
 from __future__ import annotations
@@ -15,20 +16,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 
-from taskmask.data._coverage import Coverage
 from taskmask.functional._labels import EncodedLabels
+from taskmask.tasks._outputs import initial_bias, label_sums
 from taskmask.tasks._task import Task
 
 
 @dataclass(frozen=True)
 class LabelStats:
     """Over ``n_rows`` rows, per task name: ``counts`` ``(k,)`` int64, the observed entries of
-    each output (a multiclass task: ``(1,)``); ``sums``: binary / multilabel, the observed
-    positives per label ``(k,)``; regression, the sum of the observed targets ``(k,)``
-    (float64); multiclass, the observed rows per class ``(C,)``; a user-defined kind, zeros.
+    each column of ``observed`` (``task.label_columns``: a multiclass task ``(1,)``); ``sums``
+    ``(width,)`` float64 (`taskmask.tasks.label_sums`): the observed rows per class for class
+    labels, else the sum of the observed targets (the positives of flags).
     ``co_observed`` ``(T, T)`` int64 counts rows carrying a label of both tasks (any observed
     entry), in task order."""
 
@@ -58,21 +58,13 @@ def label_stats(
     for task in tasks:
         enc = labels.get(task.name)
         if enc is None:
-            width = 1 if task.kind == "multiclass" else task.width
-            counts[task.name] = torch.zeros(width, dtype=torch.int64)
+            counts[task.name] = torch.zeros(task.label_columns, dtype=torch.int64)
             sums[task.name] = torch.zeros(task.width, dtype=torch.float64)
             carries.append(torch.zeros(n_rows, dtype=torch.bool))
             continue
         observed = enc.observed.reshape(n_rows, -1)
         counts[task.name] = observed.sum(0)
-        if task.kind == "multiclass":
-            seen = enc.target[enc.observed]
-            sums[task.name] = torch.bincount(seen, minlength=task.width).double()
-        elif task.kind in ("binary", "multilabel", "regression"):
-            target = enc.target.reshape(n_rows, -1).double()
-            sums[task.name] = torch.where(observed, target, 0.0).sum(0)
-        else:  # a user-defined kind: counts only
-            sums[task.name] = torch.zeros(observed.shape[1], dtype=torch.float64)
+        sums[task.name] = label_sums(task, enc, n_rows)
         carries.append(observed.any(dim=1))
     stacked = torch.stack(carries, dim=1).double() if carries else torch.zeros(n_rows, 0)
     co_observed = (stacked.T @ stacked).round().to(torch.int64)  # exact: BLAS, float64 counts
@@ -89,32 +81,16 @@ def balanced_pos_weights(task: Task, stats: LabelStats) -> tuple[float, ...]:
     return tuple(weights.tolist())
 
 
-def regression_mean(task: Task, stats: LabelStats) -> torch.Tensor:
-    """The observed mean of each output of a regression task ``(k,)`` float32 (0 if none)."""
-    return (stats.sums[task.name] / stats.counts[task.name].clamp(min=1)).float()
-
-
-def coverage(stats: LabelStats, tasks: Sequence[Task]) -> Coverage:
-    """The `taskmask.data.Coverage` report, from counts (`label_coverage`'s layout)."""
-    n, rows = stats.n_rows, []
+def initial_biases(tasks: Sequence[Task], stats: LabelStats) -> dict[str, torch.Tensor]:
+    """Each head's starting bias by task name, for the tasks whose kind sets one
+    (`taskmask.tasks.initial_bias`: a regression head's observed mean, ...)."""
+    biases = {}
     for task in tasks:
-        counts, sums = stats.counts[task.name], stats.sums[task.name]
-        for j, label in enumerate(task.output_names):
-            seen = int(counts[0 if task.kind == "multiclass" else j])
-            row: dict[str, object] = {
-                "task": task.name,
-                "label": label,
-                "n_observed": seen,
-                "observed_fraction": seen / n,
-            }
-            if task.kind in ("binary", "multilabel", "multiclass"):
-                positives = int(sums[j])
-                row.update(n_positive=positives, positive_fraction=positives / max(seen, 1))
-            rows.append(row)
-    names = pd.Index([task.name for task in tasks])
-    return Coverage(
-        n, pd.DataFrame(rows), pd.DataFrame(stats.co_observed.tolist(), index=names, columns=names)
-    )
+        if task.name in stats.counts:
+            bias = initial_bias(task, stats.counts[task.name], stats.sums[task.name])
+            if bias is not None:
+                biases[task.name] = bias
+    return biases
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ import torch
 import taskmask.data._stream_stats as stream_stats
 from taskmask._world import World
 from taskmask.data._batches import BatchSource
-from taskmask.data._coverage import Coverage
+from taskmask.data._coverage import Coverage, coverage
 from taskmask.data._memory import MultiTaskData
 from taskmask.data._stream_batches import StreamedBatches, concat
 from taskmask.errors import TaskmaskError
@@ -270,7 +270,7 @@ class ParquetSource:
     def _resolve(self, tasks: tuple[Task, ...]) -> tuple[Task, ...]:
         """Tasks with their class names (one pass over the unresolved multiclass columns) and
         output counts (the number of label columns)."""
-        open_classes = [t for t in tasks if t.kind == "multiclass" and t.labels is None]
+        open_classes = [t for t in tasks if t.spec.targets == "classes" and t.labels is None]
         values: dict[str, set[object]] = {t.name: set() for t in open_classes}
         columns = [self.targets[t.name][0] for t in open_classes]
         if columns:
@@ -284,9 +284,9 @@ class ParquetSource:
             if task.name in values:
                 raw = np.array(list(values[task.name]), dtype=object)
             resolved.append(resolve_task(task, raw))
-            if task.kind == "multiclass" and width != 1:
-                raise TaskmaskError(f"task {task.name!r}: a multiclass task reads one column")
-            if task.kind != "multiclass" and width not in (1, resolved[-1].width):
+            if task.spec.targets == "classes" and width != 1:
+                raise TaskmaskError(f"task {task.name!r}: a {task.kind} task reads one column")
+            if width not in (1, resolved[-1].label_columns):
                 raise TaskmaskError(
                     f"task {task.name!r}: {width} label columns {list(self.targets[task.name])} "
                     f"for {resolved[-1].width} outputs {list(resolved[-1].output_names)}"
@@ -352,7 +352,7 @@ class ParquetSource:
 
     def coverage(self) -> Coverage:
         """The training labels' coverage report (`taskmask.data.label_coverage`)."""
-        return stream_stats.coverage(self.label_stats(), self.tasks)
+        return coverage(self.label_stats(), self.tasks)
 
     def standardization(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-feature mean and scale ``(1, F)`` over every row in one pass (exact, float64
@@ -373,14 +373,10 @@ class ParquetSource:
             for t in tasks
         )
 
-    def regression_means(self) -> dict[str, torch.Tensor]:
-        """The observed mean of each regression task's outputs over every row."""
-        stats = self.label_stats()
-        return {
-            t.name: stream_stats.regression_mean(t, stats)
-            for t in self.tasks
-            if t.kind == "regression"
-        }
+    def initial_biases(self) -> dict[str, torch.Tensor]:
+        """Each head's starting bias over every row, for the tasks whose kind sets one
+        (`taskmask.tasks.initial_bias`)."""
+        return stream_stats.initial_biases(self.tasks, self.label_stats())
 
     def batches(
         self, tasks: Sequence[Task], batch_size: int, world: World, *, pack: Pack = _same

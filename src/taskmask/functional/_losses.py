@@ -154,6 +154,21 @@ def masked_huber_loss(
     return _elementwise(F.huber_loss, input, target, observed, reduction, delta=delta)
 
 
+def masked_poisson_nll_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    observed: torch.Tensor,
+    *,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Poisson negative log-likelihood ``exp(input) - target * input`` over observed entries,
+    ``input`` the log-rate (`F.poisson_nll_loss` with ``log_input=True, full=False``).
+    Shapes ``(N, k)``."""
+    return _elementwise(
+        F.poisson_nll_loss, input, target, observed, reduction, log_input=True, full=False
+    )
+
+
 def balanced_pos_weight(target: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     """``negatives / positives`` per label over observed entries of ``(N, k)`` 0/1 targets.
 

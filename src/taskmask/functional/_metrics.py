@@ -36,6 +36,7 @@ Array = npt.NDArray[Any]
 BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
 MULTILABEL_METRICS = ("exact_match", "hamming_loss", "precision_micro", "recall_micro", "f1_micro")
 REGRESSION_METRICS = ("mse", "mae", "r2")
+COUNT_METRICS = ("poisson_deviance", "mae")
 _LOWER_IS_BETTER = ("loss", "mse", "mae", "hamming")
 
 
@@ -286,6 +287,32 @@ def regression_metrics(
             few = "fewer than 2 observed labels"
             row["r2"] = Undefined(few if count < 2 else "constant observed target")
     return _per_label(rows, names, REGRESSION_METRICS)
+
+
+def _count_output(rates: Array, target: Array) -> dict[str, MetricValue]:
+    if not len(target):
+        return {**dict.fromkeys(COUNT_METRICS, Undefined("no observed label")), "n_observed": 0.0}
+    positive = np.maximum(rates, np.finfo(np.float64).tiny)  # exp underflow is a rate of 0+
+    return {
+        "poisson_deviance": float(skm.mean_poisson_deviance(target, positive)),
+        "mae": float(skm.mean_absolute_error(target, rates)),
+        "n_observed": float(len(target)),
+    }
+
+
+def count_metrics(
+    rates: Array, target: Array, observed: Array, *, names: Sequence[str]
+) -> dict[str, MetricValue]:
+    """Mean Poisson deviance and MAE of predicted ``rates`` (> 0) per output, with macros;
+    all three arrays are ``(N, k)``, ``target`` non-negative counts."""
+    rates, target, observed = np.asarray(rates), np.asarray(target), np.asarray(observed)
+    _check_same_shape(rates, target, observed)
+    _check_names(names, rates.shape[1], "names")
+    rows = [
+        _count_output(rates[observed[:, j], j], target[observed[:, j], j])
+        for j in range(rates.shape[1])
+    ]
+    return _per_label(rows, names, COUNT_METRICS)
 
 
 def _best_f1_threshold(probs: Array, target: Array) -> float:

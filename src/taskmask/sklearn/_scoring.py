@@ -63,7 +63,7 @@ class MaskedScorer:
             raise ValueError(f"y has columns {list(frame)}; expected {fitted.target_names_}")
         per_task = []
         for entry in fitted.layout_:
-            regression = entry.task.kind == "regression"
+            regression = entry.task.spec.targets == "values"
             metric = self.metric or (r2_score if regression else accuracy_score)
             values = []
             for name in entry.columns:

@@ -60,7 +60,7 @@ def observed_labels(column: pd.Series, sentinel: float | None) -> tuple[np.ndarr
     ``sentinel``) and the observed values, with the dtype NumPy infers for them (ints stay
     ints). Infinity is an error."""
     missing = column.isna().to_numpy(dtype=bool)
-    if column.dtype.kind == "O":  # object or text: a blank string is missing too
+    if column.dtype == object:  # object or text: a blank string is missing too
         blank = column.map(lambda v: isinstance(v, str) and not v.strip())
         missing = missing | blank.to_numpy(bool)
     if sentinel is not None:
@@ -68,13 +68,18 @@ def observed_labels(column: pd.Series, sentinel: float | None) -> tuple[np.ndarr
     values = column.to_numpy()[~missing]
     if values.dtype == object:
         values = np.asarray(values.tolist())
-    if values.dtype.kind == "f" and np.isinf(values).any():
+    if np.issubdtype(values.dtype, np.floating) and np.isinf(values).any():
         raise ValueError(f"Input y contains infinity: column {column.name!r}")
     return missing, values
 
 
+def _numbers(values: np.ndarray) -> bool:
+    """Whether ``values`` hold numbers (bool, integer or float)."""
+    return values.dtype.kind in "biuf"
+
+
 def _binary_classes(values: np.ndarray) -> np.ndarray:
-    return np.array([0, 1]).astype(values.dtype if values.dtype.kind in "biuf" else np.int64)
+    return np.array([0, 1]).astype(values.dtype if _numbers(values) else np.int64)
 
 
 def _class_set(values: np.ndarray, name: str) -> np.ndarray:
@@ -89,7 +94,7 @@ def _inferred(name: str, column: pd.Series, sentinel: float | None, classify: bo
     _, values = observed_labels(column, sentinel)
     if not len(values):
         raise ValueError(f"column {name!r} of y has no observed label")
-    numeric = values.dtype.kind in "biuf"
+    numeric = _numbers(values)
     if numeric and not classify:
         task = Task(name=name, kind="regression", sentinel=sentinel)
         return TaskColumns(task, (name,), (None,), sentinel)
@@ -133,9 +138,10 @@ def _explicit(spec: TaskSpec, frame: pd.DataFrame) -> TaskColumns:
     sentinel = task.missing_sentinel
     seen = [observed_labels(frame[c], sentinel)[1] for c in columns]
     classes: tuple[np.ndarray | None, ...]
-    if task.kind == "regression":
+    targets = task.spec.targets
+    if targets == "values":
         classes = (None,) * len(columns)
-    elif task.kind != "multiclass":
+    elif targets == "flags":
         classes = tuple(_binary_classes(values) for values in seen)
     elif task.labels is not None:
         classes = (np.asarray(task.labels),)
@@ -160,47 +166,50 @@ def task_columns(
 
 def taskmask_labels(entry: TaskColumns, frame: pd.DataFrame) -> np.ndarray:
     """Raw labels in taskmask's form: 0/1, class indices or values as floats, NaN if missing."""
-    kind, out = entry.task.kind, []
+    kind, spec, out = entry.task.kind, entry.task.spec, []
     for label, classes in zip(entry.columns, entry.classes, strict=True):
         missing, values = observed_labels(frame[label], entry.sentinel)
-        if kind == "multiclass":
+        if spec.targets == "classes":
             assert classes is not None
             lookup = {c: i for i, c in enumerate(classes.tolist())}
             unknown = [v for v in values.tolist() if v not in lookup]
             if unknown:
                 raise ValueError(f"column {label!r}: class {unknown[0]!r} is not one of {lookup}")
             values = np.asarray([lookup[v] for v in values.tolist()], dtype=np.float64)
-        elif values.dtype.kind not in "biuf":
+        elif not _numbers(values):
             raise ValueError(f"column {label!r}: a {kind} task needs numbers, got {values[0]!r}")
         codes = np.full(len(frame), np.nan)
         codes[~missing] = values
         out.append(codes)
-    return np.stack(out, axis=1) if len(out) > 1 or kind == "multilabel" else out[0]
+    return np.stack(out, axis=1) if len(out) > 1 or spec.per_column else out[0]
 
 
 def predicted_values(entry: TaskColumns, pred: TaskPrediction) -> list[np.ndarray]:
-    """Per column: the predicted class (a value seen in ``y``) or the float64 value."""
-    if entry.task.kind == "regression":
+    """Per column: the predicted class (a value seen in ``y``) or the float64 value (the
+    score: a regression value, a count's rate)."""
+    targets = entry.task.spec.targets
+    if targets == "values":
         return list(pred.scores.astype(np.float64).T)
     assert pred.decisions is not None
-    if entry.task.kind == "multiclass":
+    if targets == "classes":
         return [cast(np.ndarray, entry.classes[0])[pred.decisions]]
     picks = pred.decisions.astype(np.int64).T
     return [cast(np.ndarray, c)[pick] for c, pick in zip(entry.classes, picks, strict=True)]
 
 
 def predicted_probabilities(entry: TaskColumns, pred: TaskPrediction) -> list[np.ndarray | None]:
-    """Per column ``(n_samples, n_classes)`` float64 probabilities; None for regression."""
+    """Per column ``(n_samples, n_classes)`` float64 probabilities; None for values."""
     scores = pred.scores.astype(np.float64)
-    if entry.task.kind == "regression":
+    targets = entry.task.spec.targets
+    if targets == "values":
         return [None] * len(entry.columns)
-    if entry.task.kind == "multiclass":
+    if targets == "classes":
         return [scores / scores.sum(axis=1, keepdims=True)]
     return [np.column_stack([1.0 - p, p]) for p in scores.T]
 
 
 def stack_columns(columns: Sequence[np.ndarray]) -> np.ndarray:
     """Columns side by side; object dtype when numbers and text mix."""
-    if len({c.dtype.kind in "biuf" for c in columns}) > 1:
+    if len({_numbers(c) for c in columns}) > 1:
         columns = [c.astype(object) for c in columns]
     return np.column_stack(columns)

@@ -1,20 +1,39 @@
-"""Tasks and their kinds: `Task`, the kind registry, masking (the only decoder of missing
-values), and each task's loss and metrics.
+"""Tasks and their kinds: `Task`, the kind registry (the built-in kinds in `kinds`, registered
+on import), masking (the only decoder of missing values), and each task's loss, metrics,
+scores and decisions, read from its kind's spec.
 """
 
+from taskmask.tasks import kinds
 from taskmask.tasks._loss import partial_label_loss, task_loss
-from taskmask.tasks._masking import class_names_from, encode_labels, encode_numbers, resolve_task
+from taskmask.tasks._masking import (
+    class_names_from,
+    encode_classes,
+    encode_flags,
+    encode_labels,
+    encode_numbers,
+    encode_values,
+    resolve_task,
+)
 from taskmask.tasks._metrics import higher_is_better, task_metrics
+from taskmask.tasks._outputs import (
+    initial_bias,
+    label_sums,
+    named_columns,
+    prediction_columns,
+    task_decisions,
+    task_scores,
+)
 from taskmask.tasks._task import (
     MissingLabels,
     RegressionLoss,
+    Targets,
     Task,
     TaskKind,
     TaskKindSpec,
     check_unique_names,
     declared_width,
     get_kind,
-    is_custom,
+    indexed_names,
     known_kinds,
     register_kind,
     unregister_kind,
@@ -23,22 +42,33 @@ from taskmask.tasks._task import (
 __all__ = [
     "MissingLabels",
     "RegressionLoss",
+    "Targets",
     "Task",
     "TaskKind",
     "TaskKindSpec",
     "check_unique_names",
     "class_names_from",
     "declared_width",
+    "encode_classes",
+    "encode_flags",
     "encode_labels",
     "encode_numbers",
+    "encode_values",
     "get_kind",
     "higher_is_better",
-    "is_custom",
+    "indexed_names",
+    "initial_bias",
+    "kinds",
     "known_kinds",
+    "label_sums",
+    "named_columns",
     "partial_label_loss",
+    "prediction_columns",
     "register_kind",
     "resolve_task",
+    "task_decisions",
     "task_loss",
     "task_metrics",
+    "task_scores",
     "unregister_kind",
 ]

@@ -1,24 +1,17 @@
-"""The loss of one task: its kind's masked loss as ``LossTerm(sum, count)``."""
+"""The loss of one task: its kind's masked loss as ``LossTerm(sum, count)``, and the
+partial-label losses of a multilabel task (``missing_labels``)."""
 
 from __future__ import annotations
 
 import torch
 
 from taskmask.errors import TaskmaskError
-from taskmask.functional._losses import (
-    LossTerm,
-    _check_shapes,
-    masked_binary_cross_entropy_with_logits,
-    masked_cross_entropy,
-    masked_huber_loss,
-    masked_l1_loss,
-    masked_mse_loss,
-)
+from taskmask.functional._losses import LossTerm, _check_shapes
 from taskmask.functional._partial import (
     _weak_negative,
     expected_positive_binary_cross_entropy_with_logits,
 )
-from taskmask.tasks._task import Task, get_kind, is_custom
+from taskmask.tasks._task import Task
 
 
 def partial_label_loss(
@@ -60,12 +53,23 @@ def partial_label_loss(
     return loss.sum(), weights.sum()
 
 
-def _custom_loss(
-    task: Task, input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor
+def task_loss(
+    task: Task,
+    input: torch.Tensor,
+    target: torch.Tensor,
+    observed: torch.Tensor,
+    *,
+    pos_weight: torch.Tensor | None = None,
 ) -> LossTerm:
-    """The loss of a user-defined kind, its result checked to be ``(sum, count)`` tensors."""
+    """The task's loss as ``LossTerm(sum over observed, observed count)``: its kind's
+    ``task_loss`` (with the task's options, ``pos_weight`` included), else its ``loss``; the
+    result is checked to be a pair of tensors."""
     _check_shapes(input, target, observed)
-    term = get_kind(task.kind).loss(input, target, observed)
+    spec = task.spec
+    if spec.task_loss is not None:
+        term = spec.task_loss(task, input, target, observed, pos_weight)
+    else:
+        term = spec.loss(input, target, observed)
     if not (isinstance(term, tuple) and len(term) == 2):
         raise TaskmaskError(
             f"task {task.name!r}: the loss of kind {task.kind!r} must return "
@@ -78,38 +82,3 @@ def _custom_loss(
             f"({type(total).__name__}, {type(count).__name__})"
         )
     return LossTerm(total, count)
-
-
-def task_loss(
-    task: Task,
-    input: torch.Tensor,
-    target: torch.Tensor,
-    observed: torch.Tensor,
-    *,
-    pos_weight: torch.Tensor | None = None,
-) -> LossTerm:
-    """The task's loss as ``LossTerm(sum over observed, observed count)``; a multilabel task
-    with ``missing_labels`` other than ``"ignore"`` has its own sum and count (see
-    `taskmask.functional`)."""
-    if task.missing_labels != "ignore":
-        from taskmask.tasks._loss import partial_label_loss  # it builds on this module
-
-        return LossTerm(*partial_label_loss(task, input, target, observed, pos_weight=pos_weight))
-    if is_custom(task.kind):
-        return _custom_loss(task, input, target, observed)
-    if task.kind == "multiclass":
-        total = masked_cross_entropy(input, target, observed, reduction="sum")
-    elif task.kind == "regression":
-        if task.loss == "l1":
-            total = masked_l1_loss(input, target, observed, reduction="sum")
-        elif task.loss == "huber":
-            total = masked_huber_loss(
-                input, target, observed, delta=task.huber_delta, reduction="sum"
-            )
-        else:
-            total = masked_mse_loss(input, target, observed, reduction="sum")
-    else:
-        total = masked_binary_cross_entropy_with_logits(
-            input, target, observed, pos_weight=pos_weight, reduction="sum"
-        )
-    return LossTerm(total, observed.sum().to(total.dtype))

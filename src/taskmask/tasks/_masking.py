@@ -3,12 +3,13 @@
 Raw labels may mark a missing entry as NaN, None, an empty (or blank) string, or the task's
 sentinel (default -1 for class labels). `encode_labels` turns them into two tensors:
 
-- ``target``: binary / multilabel ``(N, k)`` float32 in {0, 1}; multiclass ``(N,)`` int64 class
-  indices; regression ``(N, k)`` float32. Unobserved entries hold 0, never NaN.
+- ``target``: flags (`encode_flags`) ``(N, k)`` float32 in {0, 1}; classes (`encode_classes`)
+  ``(N,)`` int64 class indices; numbers (`encode_values`) ``(N, k)`` float32. Unobserved
+  entries hold 0, never NaN.
 - ``observed``: bool, the same shape; True where a label is present.
 
-A user-defined kind (`taskmask.tasks`) reads its labels with its own ``encode`` or, by default,
-`encode_numbers`; either way unobserved targets are set to 0 here.
+A kind reads its labels with its spec's ``encode`` (the built-in kinds use the encoders here),
+by default `encode_values`; either way the result is checked and unobserved targets set to 0.
 
 Downstream code (losses, metrics, weighting) reads only ``observed``.
 """
@@ -23,7 +24,7 @@ import torch
 
 from taskmask.errors import TaskmaskError
 from taskmask.functional._labels import EncodedLabels
-from taskmask.tasks._task import Task, get_kind, is_custom
+from taskmask.tasks._task import Task
 
 
 def _numeric(raw: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -64,9 +65,11 @@ def _as_2d(values: np.ndarray, width: int | None, where: str) -> np.ndarray:
     return values
 
 
-def _encode_binary(task: Task, raw: Any, where: str) -> EncodedLabels:
+def encode_flags(task: Task, raw: Any, where: str) -> EncodedLabels:
+    """0/1 labels ``(N, k)``: float32 targets; another number is an error naming the label."""
     values, missing = _numeric(raw, where)
-    width = task.width if (task.labels or task.n_outputs or task.kind == "binary") else None
+    known = task.labels or task.n_outputs or not task.spec.per_column
+    width = task.width if known else None
     values, missing = _as_2d(values, width, where), _as_2d(missing, width, where)
     if task.missing_sentinel is not None:
         missing = missing | (values == task.missing_sentinel)
@@ -100,7 +103,8 @@ def class_names_from(task: Task, raw: Any) -> tuple[str, ...]:
     return tuple(sorted(str(v) for v in series.unique()))
 
 
-def _encode_multiclass(task: Task, raw: Any, where: str) -> EncodedLabels:
+def encode_classes(task: Task, raw: Any, where: str) -> EncodedLabels:
+    """One class label per row, a name or an index: int64 targets ``(N,)``."""
     classes = task.labels
     if classes is None:
         raise TaskmaskError(f"{where}: class names are not known; resolve the task first")
@@ -159,40 +163,25 @@ def encode_numbers(
     return EncodedLabels(torch.from_numpy(target), torch.from_numpy(observed))
 
 
-def _encode_regression(task: Task, raw: Any, where: str) -> EncodedLabels:
-    width = task.width if (task.labels or task.n_outputs) else None
-    return encode_numbers(raw, width=width, sentinel=task.sentinel, source=where)
-
-
-def _encode_custom(task: Task, raw: Any, where: str) -> EncodedLabels:
-    """A user-defined kind's labels, checked, with unobserved targets set to 0."""
-    spec = get_kind(task.kind)
-    if spec.encode is None:
-        encoded = encode_numbers(raw, width=task.width, sentinel=task.sentinel, source=where)
-    else:
-        encoded = spec.encode(task, raw, where)
-    target, observed = encoded.target, encoded.observed
-    if not isinstance(target, torch.Tensor) or not isinstance(observed, torch.Tensor):
-        raise TaskmaskError(f"{where}: kind {task.kind!r}: encode must return tensors")
-    if observed.dtype != torch.bool or target.shape != observed.shape or len(target) != len(raw):
-        raise TaskmaskError(
-            f"{where}: kind {task.kind!r}: encode must return a target and a bool observed of "
-            f"one shape with {len(raw)} rows; got target {tuple(target.shape)}, observed "
-            f"{tuple(observed.shape)} {observed.dtype}"
-        )
-    return EncodedLabels(torch.where(observed, target, torch.zeros_like(target)), observed)
+def encode_values(task: Task, raw: Any, where: str) -> EncodedLabels:
+    """`encode_numbers` with the task's width (once known) and sentinel."""
+    known = task.labels or task.n_outputs or not task.spec.per_column
+    width = task.width if known else None
+    return encode_numbers(raw, width=width, sentinel=task.missing_sentinel, source=where)
 
 
 def resolve_task(task: Task, raw: Any) -> Task:
-    """Fill in what the training labels tell: class names, label count."""
-    if task.kind == "multiclass" and task.labels is None:
+    """Fill in what the training labels tell: class names (``targets="classes"``), the
+    output count (``per_column``)."""
+    spec = task.spec
+    if spec.targets == "classes" and task.labels is None:
         classes = class_names_from(task, raw)
         if len(classes) < 2:
             raise TaskmaskError(
-                f"task {task.name!r}: a multiclass task needs at least 2 classes, found {classes}"
+                f"task {task.name!r}: a {task.kind} task needs at least 2 classes, found {classes}"
             )
         return task.model_copy(update={"labels": classes, "n_outputs": None})
-    if task.kind in ("multilabel", "regression") and task.labels is None and task.n_outputs is None:
+    if spec.per_column and task.labels is None and task.n_outputs is None:
         width = 1 if np.ndim(raw) == 1 else int(np.shape(raw)[1])
         return task.model_copy(update={"n_outputs": width})
     return task
@@ -206,10 +195,15 @@ def encode_labels(task: Task, raw: Any, *, source: str = "labels") -> EncodedLab
     where = f"{source}, task {task.name!r}"
     if len(raw) == 0:
         raise TaskmaskError(f"{where}: no rows")
-    if is_custom(task.kind):
-        return _encode_custom(task, raw, where)
-    if task.kind == "multiclass":
-        return _encode_multiclass(task, raw, where)
-    if task.kind == "regression":
-        return _encode_regression(task, raw, where)
-    return _encode_binary(task, raw, where)
+    encode = task.spec.encode or encode_values
+    encoded = encode(task, raw, where)
+    target, observed = encoded.target, encoded.observed
+    if not isinstance(target, torch.Tensor) or not isinstance(observed, torch.Tensor):
+        raise TaskmaskError(f"{where}: kind {task.kind!r}: encode must return tensors")
+    if observed.dtype != torch.bool or target.shape != observed.shape or len(target) != len(raw):
+        raise TaskmaskError(
+            f"{where}: kind {task.kind!r}: encode must return a target and a bool observed of "
+            f"one shape with {len(raw)} rows; got target {tuple(target.shape)}, observed "
+            f"{tuple(observed.shape)} {observed.dtype}"
+        )
+    return EncodedLabels(torch.where(observed, target, torch.zeros_like(target)), observed)

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from taskmask.errors import TaskmaskError
-from taskmask.functional._metrics import (
-    _LOWER_IS_BETTER,
-    Array,
-    MetricValue,
-    binary_metrics,
-    multiclass_metrics,
-    regression_metrics,
-)
-from taskmask.tasks._task import Task, get_kind, is_custom, summary_direction
+from taskmask.functional._metrics import _LOWER_IS_BETTER, MetricValue
+from taskmask.tasks._outputs import task_scores
+from taskmask.tasks._task import Task, metric_direction
 
 
-def _custom_metrics(
-    task: Task, output: Array, target: Array, seen: Array
+def task_metrics(
+    task: Task, output: torch.Tensor, target: torch.Tensor, observed: torch.Tensor
 ) -> dict[str, MetricValue]:
-    spec = get_kind(task.kind)
-    values = dict(spec.metrics(output, target, seen))
-    if spec.summary not in values:
+    """Metrics of one task from its head's raw ``output``, in float64: the kind's ``scores``
+    (probabilities, rates; default the output) go to its ``task_metrics`` or ``metrics``,
+    which must return its ``summary`` key (or that key's ``_macro``)."""
+    scores = task_scores(task, output.detach().to("cpu", torch.float64))
+    y, seen = target.detach().cpu().numpy(), observed.detach().cpu().numpy()
+    spec = task.spec
+    if spec.task_metrics is not None:
+        values = dict(spec.task_metrics(task, scores, y, seen))
+    else:
+        values = dict(spec.metrics(scores, y, seen))
+    if spec.summary not in values and f"{spec.summary}_macro" not in values:
         raise TaskmaskError(
             f"task {task.name!r}: the metrics of kind {task.kind!r} lack its summary "
             f"{spec.summary!r}; got {sorted(values)}"
@@ -30,36 +31,9 @@ def _custom_metrics(
     return values
 
 
-def task_metrics(
-    task: Task, output: torch.Tensor, target: torch.Tensor, observed: torch.Tensor
-) -> dict[str, MetricValue]:
-    """Metrics of one task from its head's raw ``output`` (logits, or values for regression).
-
-    Binary / multilabel logits go through a sigmoid and ``task.thresholds()``; multiclass logits
-    through a softmax; regression values are used as they are; a user-defined kind's metrics
-    get the raw output. Computed in float64.
-    """
-    out = output.detach().to("cpu", torch.float64)
-    y, seen = target.detach().cpu().numpy(), observed.detach().cpu().numpy()
-    if is_custom(task.kind):
-        return _custom_metrics(task, out.numpy(), y, seen)
-    names = task.output_names
-    if task.kind == "multiclass":
-        return multiclass_metrics(torch.softmax(out, dim=-1).numpy(), y, seen, classes=names)
-    if task.kind == "regression":
-        return regression_metrics(out.numpy(), y.astype(np.float64), seen, names=names)
-    return binary_metrics(
-        torch.sigmoid(out).numpy(),
-        y.astype(np.float64),
-        seen,
-        labels=names,
-        thresholds=task.thresholds(),
-    )
-
-
 def higher_is_better(metric_name: str) -> bool:
-    """False for losses, MSE, MAE and Hamming loss; True for every other metric but the
-    summary of a registered kind, which says its own direction.
+    """As a registered kind declares it (its summary's direction, its ``lower_is_better``);
+    else False for losses, MSE, MAE and Hamming loss, True for every other metric.
 
     A ``/label`` suffix, a ``task.`` prefix and a ``_macro`` suffix are ignored.
 
@@ -67,7 +41,7 @@ def higher_is_better(metric_name: str) -> bool:
     (False, True)
     """
     base = metric_name.split("/", 1)[0].rsplit(".", 1)[-1].removesuffix("_macro")
-    declared = summary_direction(base)
+    declared = metric_direction(base)
     if declared is not None:
         return declared
     return not any(base == name or base.endswith(f"_{name}") for name in _LOWER_IS_BETTER)

@@ -1,27 +1,14 @@
-"""Task specifications: what each head predicts, how its labels look, how its loss is formed.
+"""Task specifications and the kind registry.
 
 A `Task` is plain, validated data (pydantic): it is written to the model's JSON and read back
-without executing anything. Kinds:
-
-- ``binary``: one logit; targets 0/1.
-- ``multilabel``: k logits, one per named label; targets 0/1 per label.
-- ``multiclass``: k-way softmax over named classes; targets as names or indices.
-- ``regression``: 1..k real outputs (e.g. key-point coordinates), each may be missing alone.
-
-A kind registered with `taskmask.register_kind` (see `taskmask.tasks`) is accepted too; only
-NaN / None / empty (and ``sentinel`` when given) mark its labels missing.
-
-Task kinds:
-
-A `TaskKindSpec` says what a kind's head outputs, how its raw labels become
-``EncodedLabels(target, observed)``, its masked loss, its metrics and, optionally, its head
-module and how a prediction is decided. ``register_kind(name, spec)`` makes ``name`` usable as
-``Task(kind=name)`` in this process. The built-in kinds (binary, multilabel, multiclass,
-regression) are not in the registry and cannot be replaced.
+without executing anything. Its ``kind`` names a `TaskKindSpec` in the registry. The built-in
+kinds (`taskmask.tasks.kinds`: binary, multilabel, multiclass, regression, count) are specs
+registered with the same `register_kind` a user calls, when `taskmask.tasks` is imported.
 
 A saved model stores only the kind's name: `taskmask.load_model` rebuilds such a task from the
 spec registered in the loading process (an unregistered kind is an error naming it); nothing is
-ever executed from the files.
+ever executed from the files. `Task` and the registry share this module because validating a
+task reads the registry and a spec's hooks take tasks.
 
 Contract of a spec's functions (a missing label means ``observed == False``):
 
@@ -29,11 +16,13 @@ Contract of a spec's functions (a missing label means ``observed == False``):
   over observed entries and how many there were. A missing entry must add nothing and get
   exactly zero gradient whatever its target holds; with nothing observed the sum is an exact,
   graph-connected 0. Select with ``torch.where``, never multiply a loss that may be NaN.
-- ``metrics(preds, target, observed) -> {name: float | Undefined}``: numpy arrays (``preds`` is
-  the head's output in float64); only observed entries may count.
+- ``metrics(scores, target, observed) -> {name: float | Undefined}``: numpy arrays (``scores``
+  is what ``scores`` makes of the head's output, in float64); only observed entries may count.
 - ``encode(task, raw, where) -> EncodedLabels``: ``target`` and a bool ``observed`` of the
   same shape, one row per raw row; ``where`` names the data and task for error messages.
   Default: `taskmask.tasks.encode_numbers` (NaN / None / blank / ``task.sentinel`` missing).
+
+`taskmask.testing.check_kind` checks these contracts on a spec.
 """
 
 from __future__ import annotations
@@ -52,7 +41,14 @@ from taskmask.functional._labels import EncodedLabels
 from taskmask.functional._losses import LossTerm
 from taskmask.functional._metrics import MetricValue
 
-BUILTIN_KINDS = ("binary", "multilabel", "multiclass", "regression")
+Targets = Literal["flags", "classes", "values"]
+Option = Literal["pos_weight", "missing_labels", "loss"]
+Decisions = tuple[np.ndarray | None, list[Any] | None]
+TaskLossFn = Callable[
+    ["Task", torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], LossTerm
+]
+TaskMetricsFn = Callable[["Task", np.ndarray, np.ndarray, np.ndarray], Mapping[str, MetricValue]]
+ColumnsFn = Callable[["Task", np.ndarray, np.ndarray | None, list[Any] | None], dict[str, Any]]
 
 
 def declared_width(task: Task) -> int:
@@ -62,16 +58,44 @@ def declared_width(task: Task) -> int:
     return task.n_outputs or 1
 
 
+def indexed_names(task: Task, width: int) -> tuple[str, ...]:
+    """``labels``, else ``(name,)`` for one output, else ``name_0..``."""
+    if task.labels is not None:
+        return task.labels
+    return (task.name,) if width == 1 else tuple(f"{task.name}_{i}" for i in range(width))
+
+
 @dataclass(frozen=True)
 class TaskKindSpec:
-    """What a user-defined task kind needs (see the module docstring for the contracts).
+    """A task kind: its loss, metrics and every way it differs from other kinds.
 
-    ``summary`` is the metric key that sums a task up (it must be among the keys ``metrics``
-    returns); ``higher_is_better`` is its direction (early stopping's ``mode="auto"`` reads it).
-    ``width(task)`` is the head's number of outputs (default `declared_width`). ``head(task,
-    in_features)`` builds the head module (default ``nn.Linear(in_features, width)``).
-    ``decide(preds)`` turns the head's outputs ``(N, width)`` into decisions for
-    `taskmask.predict` (default: none).
+    Required: ``loss``, ``metrics`` and ``summary``, the metric key that sums a task up (among
+    the keys ``metrics`` returns, or its ``_macro``); ``higher_is_better`` is its direction.
+    Every other field has a default that suits a kind of numeric targets:
+
+    - ``width(task)``: the head's outputs (`declared_width`); ``output_names(task)``: their
+      names (default `indexed_names`); ``head(task, in_features)``: the head module
+      (``nn.Linear``).
+    - ``targets``: ``"flags"`` (0/1 per output: statistics count positives, coverage reports
+      them), ``"classes"`` (one class index per row, one column, one output per class) or
+      ``"values"`` (numbers); ``per_column``: one output per label column (a run config's
+      ``columns`` name them, the training labels' columns count them).
+    - ``sentinel``: the raw value that means missing when ``task.sentinel`` is not set;
+      ``options``: the `Task` options the kind reads (``pos_weight``, ``missing_labels``,
+      ``loss``); ``check(task)``: raise ``ValueError`` for an impossible task.
+    - ``encode(task, raw, where)``: see the module docstring.
+    - ``task_loss(task, input, target, observed, pos_weight)`` / ``task_metrics(task, scores,
+      target, observed)``: ``loss`` / ``metrics`` with the task's options (default: those).
+    - ``scores(task, output)``: what predictions report and metrics read (probabilities,
+      rates; default the output); ``decide(scores)`` or ``decisions(task, scores) ->
+      (decisions, names)``: decisions for `taskmask.predict`; ``columns(task, scores,
+      decisions, names)``: `taskmask.predictions_frame` columns by suffix (default ``output``
+      and ``pred``).
+    - ``initial_bias(task, counts, sums)``: the head's starting bias from the observed counts
+      and target sums of the training labels (default: left as initialised).
+    - ``packs``: its loss is a plain masked BCE that the batch loss may pack with others;
+      ``tunes_thresholds``: `taskmask.tune_thresholds` fits ``task.threshold`` on its scores;
+      ``lower_is_better``: its metric names where lower is better.
     """
 
     loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], LossTerm]
@@ -79,52 +103,82 @@ class TaskKindSpec:
     summary: str
     higher_is_better: bool = True
     width: Callable[[Task], int] = declared_width
+    output_names: Callable[[Task], tuple[str, ...]] | None = None
     encode: Callable[[Task, Any, str], EncodedLabels] | None = None
     head: Callable[[Task, int], nn.Module] | None = None
     decide: Callable[[np.ndarray], np.ndarray] | None = None
+    targets: Targets = "values"
+    per_column: bool = False
+    sentinel: float | None = None
+    options: frozenset[Option] = frozenset()
+    check: Callable[[Task], None] | None = None
+    task_loss: TaskLossFn | None = None
+    task_metrics: TaskMetricsFn | None = None
+    scores: Callable[[Task, torch.Tensor], torch.Tensor] | None = None
+    decisions: Callable[[Task, np.ndarray], Decisions] | None = None
+    columns: ColumnsFn | None = None
+    initial_bias: Callable[[Task, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    packs: bool = False
+    tunes_thresholds: bool = False
+    lower_is_better: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, TaskKindSpec] = {}
+_BUILTINS: set[str] = set()
 
 
-def register_kind(name: str, spec: TaskKindSpec, *, replace: bool = False) -> None:
-    """Make ``name`` a task kind in this process; ``replace=True`` replaces a registered one."""
-    if not isinstance(name, str) or not name or "." in name or name != name.strip():
-        raise TaskmaskError(f"a kind name is a non-empty string without '.', got {name!r}")
-    if name in BUILTIN_KINDS:
-        raise TaskmaskError(f"{name!r} is a built-in kind and cannot be registered")
-    if not isinstance(spec, TaskKindSpec):
-        raise TaskmaskError(f"kind {name!r}: expected a TaskKindSpec, got {type(spec).__name__}")
-    if not spec.summary:
-        raise TaskmaskError(f"kind {name!r}: summary must name one of its metrics")
-    if name in _REGISTRY and not replace:
-        raise TaskmaskError(f"kind {name!r} is already registered; pass replace=True")
+def _base(metric: str) -> str:
+    return metric.removesuffix("_macro")
+
+
+def _check_direction(name: str, spec: TaskKindSpec) -> None:
     for other, known in _REGISTRY.items():
-        same = other != name and known.summary == spec.summary
+        same = other != name and _base(known.summary) == _base(spec.summary)
         if same and known.higher_is_better != spec.higher_is_better:
             raise TaskmaskError(
                 f"kind {name!r}: metric {spec.summary!r} is already the summary of kind "
                 f"{other!r} with the opposite direction (higher_is_better="
                 f"{known.higher_is_better}); name it differently"
             )
+
+
+def register_kind(name: str, spec: TaskKindSpec, *, replace: bool = False) -> None:
+    """Make ``name`` a task kind in this process; ``replace=True`` replaces a registered one,
+    a built-in one too (the kind's tasks then follow the new spec everywhere)."""
+    if not isinstance(name, str) or not name or "." in name or name != name.strip():
+        raise TaskmaskError(f"a kind name is a non-empty string without '.', got {name!r}")
+    if not isinstance(spec, TaskKindSpec):
+        raise TaskmaskError(f"kind {name!r}: expected a TaskKindSpec, got {type(spec).__name__}")
+    if not spec.summary:
+        raise TaskmaskError(f"kind {name!r}: summary must name one of its metrics")
+    if name in _REGISTRY and not replace:
+        what = "a built-in kind" if name in _BUILTINS else "already registered"
+        raise TaskmaskError(f"kind {name!r} is {what}; pass replace=True to replace it")
+    _check_direction(name, spec)
     _REGISTRY[name] = spec
 
 
+def _mark_builtin(name: str) -> None:
+    """Protect a registered kind of `taskmask.tasks.kinds` from `unregister_kind`."""
+    _BUILTINS.add(name)
+
+
 def unregister_kind(name: str) -> None:
-    """Forget a registered kind (tasks of that kind stop validating)."""
+    """Forget a registered kind (tasks of that kind stop validating); a built-in stays."""
+    if name in _BUILTINS:
+        raise TaskmaskError(
+            f"kind {name!r} is a built-in kind and cannot be unregistered; "
+            "register_kind(name, spec, replace=True) replaces it"
+        )
     if name not in _REGISTRY:
         raise TaskmaskError(f"kind {name!r} is not registered; registered: {sorted(_REGISTRY)}")
     del _REGISTRY[name]
 
 
-def is_custom(kind: str) -> bool:
-    """True for a registered user-defined kind."""
-    return kind in _REGISTRY
-
-
 def known_kinds() -> tuple[str, ...]:
-    """The built-in kinds, then the registered ones in name order."""
-    return (*BUILTIN_KINDS, *sorted(_REGISTRY))
+    """The built-in kinds in registration order, then the others in name order."""
+    builtins = [name for name in _REGISTRY if name in _BUILTINS]
+    return (*builtins, *sorted(set(_REGISTRY) - _BUILTINS))
 
 
 def get_kind(name: str) -> TaskKindSpec:
@@ -138,25 +192,33 @@ def get_kind(name: str) -> TaskKindSpec:
     return spec
 
 
-def summary_direction(metric: str) -> bool | None:
-    """``higher_is_better`` of the registered kind whose summary is ``metric``, else None."""
+def metric_direction(metric: str) -> bool | None:
+    """Whether higher is better for ``metric`` (no ``_macro``), as a registered kind declares
+    it (its summary or ``lower_is_better``); None when no kind declares it."""
     for spec in _REGISTRY.values():
-        if spec.summary == metric:
+        if _base(spec.summary) == metric:
             return spec.higher_is_better
+        if metric in spec.lower_is_better:
+            return False
     return None
 
 
 def make_head(task: Task, in_features: int) -> nn.Module:
     """The head of ``task``: its kind's ``head`` if it has one, else a linear layer."""
-    spec = _REGISTRY.get(task.kind)
-    if spec is None or spec.head is None:
+    spec = task.spec
+    if spec.head is None:
         return nn.Linear(in_features, task.width)
     return spec.head(task, in_features)
 
 
-TaskKind = Literal["binary", "multilabel", "multiclass", "regression"]
+TaskKind = Literal["binary", "multilabel", "multiclass", "regression", "count"]
 RegressionLoss = Literal["mse", "l1", "huber"]
 MissingLabels = Literal["ignore", "negative", "weak_negative", "expected_positive"]
+
+
+def _kinds_reading(option: Option) -> str:
+    kinds = [name for name in known_kinds() if option in _REGISTRY[name].options]
+    return " and ".join(kinds) if len(kinds) < 3 else ", ".join(kinds)
 
 
 class Task(BaseModel):
@@ -165,11 +227,12 @@ class Task(BaseModel):
     ``labels`` names the outputs: the labels of a multilabel task, the classes of a multiclass
     task, the output names of a regression task (default ``name`` or ``name_0..``). ``weight`` is
     the task's static loss weight (Keras ``loss_weights`` semantics). ``sentinel`` is the raw
-    value that means "missing" besides NaN / None / empty (default -1 for class labels, as in
-    seed 000; none for regression). ``pos_weight`` (binary / multilabel) is one number, one per
-    label, or ``"balanced"`` (negatives / positives per label, counted on observed training
-    labels). ``attach_to`` names a trunk submodule whose output feeds this head (default: the
-    trunk's output). ``auxiliary`` tasks regularise training only.
+    value that means "missing" besides NaN / None / empty (default: the kind's, -1 for class
+    labels, as in seed 000; none for regression and counts). ``pos_weight`` (binary /
+    multilabel) is one number, one per label, or ``"balanced"`` (negatives / positives per
+    label, counted on observed training labels). ``attach_to`` names a trunk submodule whose
+    output feeds this head (default: the trunk's output). ``auxiliary`` tasks regularise
+    training only.
 
     ``missing_labels`` (multilabel only; ``docs/partial_labels.md``) treats a missing label of a
     row that has some observed label of the task as: ``ignore`` (default), ``negative``,
@@ -181,7 +244,7 @@ class Task(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
-    kind: str  # a TaskKind, or a kind registered with taskmask.register_kind
+    kind: str  # a registered kind: a TaskKind or one from taskmask.register_kind
     labels: tuple[str, ...] | None = None
     n_outputs: int | None = Field(default=None, ge=1)
     weight: float = Field(default=1.0, ge=0.0)
@@ -200,7 +263,7 @@ class Task(BaseModel):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str, info: ValidationInfo) -> str:
-        if kind in BUILTIN_KINDS or is_custom(kind):
+        if kind in _REGISTRY:
             return kind
         raise ValueError(
             f"task {info.data.get('name')!r}: unknown kind {kind!r}; known kinds: "
@@ -214,25 +277,27 @@ class Task(BaseModel):
             raise ValueError(f"{where}: task names may not contain '.'")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ValueError(f"{where}: label names must be unique, got {list(self.labels)}")
-        if self.kind == "binary" and self.labels is not None and len(self.labels) != 1:
-            raise ValueError(f"{where}: a binary task has exactly one label name")
-        if self.kind == "multiclass" and self.labels is not None and len(self.labels) < 2:
-            raise ValueError(f"{where}: a multiclass task needs at least 2 classes")
         if self.labels and self.n_outputs and len(self.labels) != self.n_outputs:
             raise ValueError(
                 f"{where}: {len(self.labels)} label names but n_outputs={self.n_outputs}"
             )
-        if self.pos_weight is not None and self.kind not in ("binary", "multilabel"):
-            raise ValueError(f"{where}: pos_weight applies to binary and multilabel tasks only")
+        spec = self.spec
+        if self.pos_weight is not None and "pos_weight" not in spec.options:
+            raise ValueError(
+                f"{where}: pos_weight applies to {_kinds_reading('pos_weight')} tasks only"
+            )
+        if spec.check is not None:
+            spec.check(self)
         return self
 
     @model_validator(mode="after")
     def _check_missing_labels(self) -> Task:
         where, strategy = f"task {self.name!r}", self.missing_labels
-        if strategy != "ignore" and self.kind != "multilabel":
+        if strategy != "ignore" and "missing_labels" not in self.spec.options:
             raise ValueError(
-                f"{where}: missing_labels={strategy!r} applies to multilabel tasks only, not "
-                f"{self.kind} (it fills the missing labels of rows with some label observed)"
+                f"{where}: missing_labels={strategy!r} applies to "
+                f"{_kinds_reading('missing_labels')} tasks only, not {self.kind} (it fills "
+                "the missing labels of rows with some label observed)"
             )
         if self.negative_weight is not None and strategy != "weak_negative":
             raise ValueError(f"{where}: negative_weight needs missing_labels='weak_negative'")
@@ -253,37 +318,38 @@ class Task(BaseModel):
         return self
 
     @property
+    def spec(self) -> TaskKindSpec:
+        """The registered spec of this task's kind."""
+        return get_kind(self.kind)
+
+    @property
     def is_classification(self) -> bool:
-        return self.kind != "regression"
+        """True for a kind of flag or class targets."""
+        return self.spec.targets != "values"
 
     @property
     def missing_sentinel(self) -> float | None:
-        """The raw value read as missing besides NaN / None / empty: -1 for classes by default."""
-        if self.sentinel is not None:
-            return self.sentinel
-        return -1.0 if self.kind in ("binary", "multilabel", "multiclass") else None
+        """The raw value read as missing besides NaN / None / empty: ``sentinel``, else the
+        kind's (-1 for class labels)."""
+        return self.spec.sentinel if self.sentinel is None else self.sentinel
 
     @property
     def output_names(self) -> tuple[str, ...]:
         """Names of the head's outputs; needs ``labels`` or ``n_outputs`` to be resolved."""
-        if self.labels is not None:
-            return self.labels
-        n = self.n_outputs
-        if is_custom(self.kind):
-            n = self.width
-            return (self.name,) if n == 1 else tuple(f"{self.name}_{i}" for i in range(n))
-        if self.kind == "binary" or (self.kind == "regression" and n in (None, 1)):
-            return (self.name,)
-        if n is None:
-            raise TaskmaskError(f"task {self.name!r}: labels are not known yet (fit first)")
-        return tuple(f"{self.name}_{i}" for i in range(n))
+        spec = self.spec
+        if spec.output_names is not None:
+            return spec.output_names(self)
+        return indexed_names(self, self.width)
 
     @property
     def width(self) -> int:
         """Number of head outputs (logits or values)."""
-        if is_custom(self.kind):
-            return get_kind(self.kind).width(self)
-        return 1 if self.kind == "binary" else len(self.output_names)
+        return self.spec.width(self)
+
+    @property
+    def label_columns(self) -> int:
+        """Columns of ``observed`` (and of raw labels): 1 for class labels, else ``width``."""
+        return 1 if self.spec.targets == "classes" else self.width
 
     def thresholds(self) -> tuple[float, ...]:
         """One decision threshold per label (binary / multilabel)."""
