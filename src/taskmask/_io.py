@@ -1,49 +1,106 @@
-"""Atomic writes: a reader sees the old file (or directory) or the whole new one, never a part."""
+"""Atomic writes: a reader sees the old file (or directory) or the whole new one, never a part.
+
+A write that fails raises `OSError` naming the file it was writing (never only its temporary
+name), so that "No space left on device" says where. The temporary directory of
+`atomic_directory` is named ``.NAME.tmp-PID-XXXX`` and the replaced one ``.NAME.old-PID``: the
+next write of ``NAME`` removes those its dead writer left behind (``kill -9`` mid-write), and
+puts a stale ``.NAME.old-PID`` back in place if ``NAME`` itself is missing (the writer died
+between its two renames).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from taskmask.errors import TaskmaskError
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (possibly under another user)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise an `OSError` as one that names ``path`` (the target, not a temporary)."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None and Path(error.filename) == path:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
 
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, sync it to disk, then rename it to
     ``path``: readers see the old file or the whole new one, never a part."""
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as file:
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _naming(path):
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(handle)
+        tmp = Path(name)
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as file:
+                os.fsync(file.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def _clean_stale(target: Path) -> None:
+    """Remove what a dead writer of ``target`` left beside it; restore its old copy if the
+    writer died between moving ``target`` aside and moving the new one in."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(tmp|old)-(\d+)(-.*)?")
+    for path in sorted(target.parent.iterdir()):
+        match = pattern.fullmatch(path.name)
+        if match is None or pid_alive(int(match.group(2))):
+            continue
+        if match.group(1) == "old" and not target.exists():
+            os.replace(path, target)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def atomic_directory(target: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp_dir)``, then move ``tmp_dir`` to ``target`` (replacing it)."""
+    """Run ``write(tmp_dir)``, then move ``tmp_dir`` to ``target`` (replacing a directory,
+    never a file: that is a `TaskmaskError`)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)
-        write(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    if target.exists() and not target.is_dir():
+        raise TaskmaskError(f"{target}: is a file, not a directory; refusing to replace it")
+    with _naming(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale(target)
+        prefix = f".{target.name}.tmp-{os.getpid()}-"
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o777 & ~umask)
+            write(tmp)
+            if target.exists():
+                old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

@@ -192,7 +192,7 @@ def train_run(
         tasks, shape = streamed.tasks, streamed.input_shape
     else:
         assert train is not None
-        tasks, shape = resolve_tasks(config.task_list(), train.labels), train.inputs.shape[1:]
+        tasks, shape = _resolve_tasks(config, train), train.inputs.shape[1:]
     for part in others.values():
         _check_part(part, tasks, shape, train=False)
     if streamed is not None:
@@ -249,6 +249,16 @@ def train_run(
     return run
 
 
+def _resolve_tasks(config: RunConfig, train: Dataset) -> tuple[Task, ...]:
+    """`resolve_tasks` on the training file; its errors name the file."""
+    try:
+        return resolve_tasks(config.task_list(), train.labels)
+    except TaskmaskError as error:
+        if str(train.path) in str(error):
+            raise
+        raise TaskmaskError(f"{train.path}: {error}") from None
+
+
 def _stream_source(config: RunConfig) -> ParquetSource:
     """The training file(s) of a ``stream: true`` config, opened and checked, not read."""
     data = config.data
@@ -271,8 +281,9 @@ def _streamed_coverage(source: ParquetSource, *, standardize: bool) -> Coverage:
     return source.coverage()
 
 
-def open_run(run_dir: Path) -> tuple[RunConfig, MultiTaskModel]:
-    model = load_model(run_dir)
+def open_run(run_dir: Path, *, verify: bool = True) -> tuple[RunConfig, MultiTaskModel]:
+    """A run directory's config and model (``verify``: see `taskmask.load_model`)."""
+    model = load_model(run_dir, verify=verify)
     return load_config(Path(run_dir) / CONFIG_FILE), model
 
 
@@ -295,7 +306,17 @@ def left_out_report(part: Dataset) -> str:
     return failure_report(part.left_out)
 
 
+def check_writable_file(path: Path, *, what: str) -> None:
+    """``path`` may be written as a file: it is not a directory, nor inside a file."""
+    if path.is_dir():
+        raise TaskmaskError(f"{path}: is a directory; {what} names the file to write")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise TaskmaskError(f"{parent}: is a file, so {path} ({what}) cannot be written")
+
+
 def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` (no index) to ``path`` through a temporary file and `os.replace`."""
+    check_writable_file(path, what="the CSV output")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
