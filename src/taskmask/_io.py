@@ -104,3 +104,75 @@ def atomic_directory(target: Path, write: Callable[[Path], None]) -> None:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+_HELD: dict[Path, int] = {}  # lock file -> how many times this process holds it
+
+
+def lock_path(directory: Path) -> Path:
+    """The lock file of ``directory``: ``.NAME.lock`` beside it."""
+    directory = Path(directory).resolve()
+    return directory.with_name(f".{directory.name}.lock")
+
+
+def _holder(path: Path) -> int:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    return int(text) if text.isdigit() else 0
+
+
+def _try_lock(path: Path) -> int | None:
+    """An open, locked descriptor of ``path`` (written with this pid), or None if a live
+    process holds it. A lock whose recorded pid is dead (left held by an orphaned child that
+    inherited it) is taken over: the file is replaced, so the orphan holds an unlinked one."""
+    import fcntl  # POSIX only: imported where used, so that the rest of taskmask imports anywhere
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        holder = _holder(path)
+        if holder == 0 or pid_alive(holder):  # 0: the holder has not written its pid yet
+            return None
+        path.unlink(missing_ok=True)  # stale: the next attempt creates a fresh file
+        return _try_lock(path)
+    if not path.exists() or os.stat(path).st_ino != os.fstat(fd).st_ino:
+        os.close(fd)  # replaced by a process that took over a stale lock meanwhile
+        return _try_lock(path)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path, *, what: str = "directory") -> Iterator[None]:
+    """Hold the advisory lock of ``directory`` (`lock_path`, holding this pid) until the block
+    ends; the lock file is removed then. The kernel releases it when the process dies. Held
+    by another live process: `TaskmaskError` naming ``directory`` and that pid. Re-entrant
+    within one process."""
+    path = lock_path(directory)
+    if path in _HELD:
+        _HELD[path] += 1
+        try:
+            yield
+        finally:
+            _HELD[path] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _try_lock(path)
+    if fd is None:
+        raise TaskmaskError(
+            f"{directory}: this {what} is in use by another taskmask process (pid "
+            f"{_holder(path) or 'not yet written'}, lock file {path}); wait for it to end or "
+            "choose another"
+        )
+    _HELD[path] = 1
+    try:
+        yield
+    finally:
+        del _HELD[path]
+        path.unlink(missing_ok=True)
+        os.close(fd)

@@ -19,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from taskmask._world import is_main
+from taskmask.app._interrupts import exit_code, interrupted_message, interruptible
 from taskmask.app.config import RunConfig, format_validation_error, load_config, yaml_problem
 from taskmask.app.runs import (
     check_writable_file,
@@ -28,6 +29,7 @@ from taskmask.app.runs import (
     part_metrics,
     read_for_model,
     resumed_config,
+    run_lock,
     train_run,
     write_csv_atomically,
 )
@@ -94,6 +96,21 @@ def _train_target(args: argparse.Namespace) -> tuple[RunConfig, Path]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    """Train under the lock of the run directory; SIGINT / SIGTERM end it as
+    `taskmask.app._interrupts` describes."""
+    target = args.resume if args.resume is not None else args.out
+    if target is None:
+        raise TaskmaskError("give --config CONFIG and --out RUN_DIR, or --resume RUN_DIR")
+    try:
+        with interruptible(), run_lock(Path(target)):
+            return _train(args)
+    except KeyboardInterrupt as stop:
+        if is_main():
+            print(f"taskmask train: {interrupted_message(Path(target))}", file=sys.stderr)
+        return exit_code(stop)
+
+
+def _train(args: argparse.Namespace) -> int:
     config, out = _train_target(args)
     progress = False if args.quiet else config.training.progress
     run = train_run(
@@ -259,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     except (TaskmaskError, ValidationError, yaml.YAMLError, OSError) as error:
         print(f"taskmask {args.command}: error: {_describe(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt as stop:  # train reports its own (what it kept, how to resume)
+        print(f"taskmask {args.command}: interrupted", file=sys.stderr)
+        return exit_code(stop)
     return code
 
 

@@ -14,6 +14,7 @@ removed once the run directory is written. Under torchrun only rank 0 writes fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ import pandas as pd
 import torch
 
 import taskmask._world as distributed
-from taskmask._io import atomic_directory, write_atomically
+from taskmask._io import atomic_directory, directory_lock, write_atomically
 from taskmask.api import FitResult, evaluate, fit, resolve_tasks
 from taskmask.app.config import RunConfig, load_config
 from taskmask.data._coverage import Coverage, label_coverage
@@ -154,6 +155,14 @@ def read_with_generated(
     return part
 
 
+def run_lock(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """The lock of run ``run_dir`` and its checkpoint directory (`taskmask._io.directory_lock`
+    on ``.RUN_DIR.lock``), taken by the process that writes (rank 0 under torchrun)."""
+    if not distributed.is_main():
+        return contextlib.nullcontext()
+    return directory_lock(Path(run_dir), what="run directory")
+
+
 def train_run(
     config: RunConfig,
     out_dir: Path,
@@ -169,7 +178,30 @@ def train_run(
     ``report`` receives the training data's label coverage before training starts.
     ``checkpoints``: keep a checkpoint per epoch in `checkpoint_dir` (``out_dir``); ``resume``:
     continue from the checkpoint there if an epoch was saved, else start over. With
-    ``data.stream`` the training data is streamed (`taskmask.data`), never read whole."""
+    ``data.stream`` the training data is streamed (`taskmask.data`), never read whole.
+    A run holds `run_lock` (``out_dir``) throughout: a second run on it fails at once."""
+    with run_lock(out_dir):
+        return _train_run(
+            config,
+            out_dir,
+            progress=progress,
+            report=report,
+            plots=plots,
+            checkpoints=checkpoints,
+            resume=resume,
+        )
+
+
+def _train_run(
+    config: RunConfig,
+    out_dir: Path,
+    *,
+    progress: bool | None,
+    report: Callable[[str], None] | None,
+    plots: bool,
+    checkpoints: bool,
+    resume: bool,
+) -> TrainRun:
     if checkpoints and config.training.checkpoint_dir is not None:
         raise TaskmaskError(
             f"training.checkpoint_dir: a run keeps its checkpoint in {checkpoint_dir(out_dir)} "

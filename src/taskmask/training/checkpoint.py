@@ -289,3 +289,11 @@ def load(directory: str | os.PathLike[str]) -> Checkpoint:
     except (safetensors.SafetensorError, OSError, ValueError) as error:
         raise TaskmaskError(f"{tensor_path}: not a readable safetensors file ({error})") from None
     return Checkpoint(tensors, index)
+
+
+def saved_epoch(directory: str | os.PathLike[str]) -> int:
+    """The epoch of the checkpoint committed in ``directory``; 0 when there is none."""
+    try:
+        return int(_read_index(Path(directory) / INDEX_FILE)["epoch"])
+    except TaskmaskError:
+        return 0
