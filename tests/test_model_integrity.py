@@ -9,11 +9,15 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_cli import run_cli
 
 from taskmask.errors import TaskmaskError
@@ -154,3 +158,47 @@ def test_a_live_writers_temporary_directory_is_left_alone(saved: Path) -> None:
     live.mkdir()
     save_model(load_model(saved), saved)
     assert live.is_dir()
+
+
+JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.lists(st.integers(-3, 10**7), max_size=3),
+    st.dictionaries(st.sampled_from(["type", "hidden", "kind"]), st.integers(0, 9), max_size=2),
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key path in a JSON document."""
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_any_edit_of_model_json_loads_or_names_the_file(data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory() as name:
+        torch.manual_seed(0)
+        model = MultiTaskModel(MLPTrunk(3, MLPConfig(hidden=(8,))), TASKS, (3,))
+        saved = save_model(model, Path(name) / "model")
+        meta = _meta(saved)
+        for _ in range(data.draw(st.integers(1, 3))):
+            path = data.draw(st.sampled_from(_paths(meta)))
+            node = meta
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = data.draw(JSON_VALUES)
+        (saved / META_FILE).write_text(json.dumps(meta))
+        try:
+            load_model(saved)
+        except TaskmaskError as error:
+            assert str(error).startswith((str(saved / META_FILE), str(saved / WEIGHTS_FILE)))

@@ -170,3 +170,43 @@ def test_a_signal_keeps_the_checkpoint_and_says_how_to_resume(
     assert (result, err) == (0, "")
     history = pd.read_csv(run / "history.csv")
     assert list(history["epoch"]) == list(range(1, done + 3))
+
+
+HANG_IN_FINAL_WRITE = """
+import sys, time
+from pathlib import Path
+import taskmask.app.plots
+from taskmask.app.cli import main
+
+def hang(history, out_dir):  # plots are drawn into the run directory's temporary copy
+    Path(sys.argv[1]).write_text(str(out_dir))
+    time.sleep(120)
+
+taskmask.app.plots.plot_history = hang
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_kill_9_during_the_final_write_leaves_nothing_for_good(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
+    run, marker = workdir / "run", workdir / "writing"
+    short = _short_config(workdir, 2)
+    argv = ["train", "--config", str(short), "--out", str(run), "--quiet"]
+    training = subprocess.Popen(
+        [sys.executable, "-c", HANG_IN_FINAL_WRITE, str(marker), *argv],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(marker.exists, "the final write", training)
+    training.kill()
+    training.communicate()
+    copy = Path(marker.read_text()).parent
+    assert copy.name.startswith(f".run.tmp-{training.pid}-") and (copy / "model.json").is_file()
+    code, _, err = run_cli(capsys, "train", "--resume", run)
+    assert (code, err) == (0, "") and (run / "model.json").is_file()
+    left = sorted(p.name for p in workdir.iterdir())
+    assert left == ["run", "run.yaml", "short.yaml", "train.csv", "writing"]

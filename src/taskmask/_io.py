@@ -63,10 +63,12 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
             raise
 
 
-def _clean_stale(target: Path) -> None:
+def clean_stale(target: Path) -> None:
     """Remove what a dead writer of ``target`` left beside it; restore its old copy if the
     writer died between moving ``target`` aside and moving the new one in."""
     pattern = re.compile(rf"\.{re.escape(target.name)}\.(tmp|old)-(\d+)(-.*)?")
+    if not target.parent.is_dir():
+        return
     for path in sorted(target.parent.iterdir()):
         match = pattern.fullmatch(path.name)
         if match is None or pid_alive(int(match.group(2))):
@@ -85,7 +87,7 @@ def atomic_directory(target: Path, write: Callable[[Path], None]) -> None:
         raise TaskmaskError(f"{target}: is a file, not a directory; refusing to replace it")
     with _naming(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        _clean_stale(target)
+        clean_stale(target)
         prefix = f".{target.name}.tmp-{os.getpid()}-"
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
         try:

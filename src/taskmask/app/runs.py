@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 import taskmask._world as distributed
-from taskmask._io import atomic_directory, directory_lock, write_atomically
+from taskmask._io import atomic_directory, clean_stale, directory_lock, write_atomically
 from taskmask.api import FitResult, evaluate, fit, resolve_tasks
 from taskmask.app.config import RunConfig, load_config
 from taskmask.data._coverage import Coverage, label_coverage
@@ -155,12 +155,17 @@ def read_with_generated(
     return part
 
 
-def run_lock(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
     """The lock of run ``run_dir`` and its checkpoint directory (`taskmask._io.directory_lock`
-    on ``.RUN_DIR.lock``), taken by the process that writes (rank 0 under torchrun)."""
+    on ``.RUN_DIR.lock``), taken by the process that writes (rank 0 under torchrun), which
+    then removes what a killed writer of ``run_dir`` left beside it (`taskmask._io`)."""
     if not distributed.is_main():
-        return contextlib.nullcontext()
-    return directory_lock(Path(run_dir), what="run directory")
+        yield
+        return
+    with directory_lock(Path(run_dir), what="run directory"):
+        clean_stale(Path(run_dir).resolve())
+        yield
 
 
 def train_run(
