@@ -94,7 +94,8 @@ def tune_thresholds(model: MultiTaskModel, data: MultiTaskData) -> MultiTaskMode
 
 
 def with_thresholds(model: MultiTaskModel, thresholds: Mapping[str, Any]) -> MultiTaskModel:
-    """Set thresholds by task name: one number, or one per label. Returns ``model``."""
+    """Set thresholds by task name: one probability in [0, 1], or one per label. Returns
+    ``model``; a bad value is a `TaskmaskError` naming the task, and changes no task."""
     unknown = sorted(set(thresholds) - set(model.task_names))
     if unknown:
         raise TaskmaskError(f"thresholds for unknown tasks {unknown}")
@@ -102,8 +103,8 @@ def with_thresholds(model: MultiTaskModel, thresholds: Mapping[str, Any]) -> Mul
     for task in model.tasks:
         if task.name in thresholds:
             value = thresholds[task.name]
-            value = tuple(value) if isinstance(value, list | tuple) else float(value)
-            task = Task.model_validate({**task.model_dump(), "threshold": value})
+            value = tuple(value) if isinstance(value, list | tuple) else value
+            task = Task(**{**task.model_dump(), "threshold": value})
             task.thresholds()
         tasks.append(task)
     model.tasks = tuple(tasks)

@@ -19,14 +19,17 @@ import yaml
 from pydantic import ValidationError
 
 from taskmask._world import is_main
+from taskmask.app._interrupts import exit_code, interrupted_message, interruptible
 from taskmask.app.config import RunConfig, format_validation_error, load_config, yaml_problem
 from taskmask.app.runs import (
+    check_writable_file,
     checkpoint_dir,
     left_out_report,
     open_run,
     part_metrics,
     read_for_model,
     resumed_config,
+    run_lock,
     train_run,
     write_csv_atomically,
 )
@@ -61,7 +64,10 @@ def format_metrics(metrics: Mapping[str, Mapping[str, MetricValue]]) -> str:
 
 
 def _check_free(out: Path, *, overwrite: bool) -> None:
-    """Refuse to replace a non-empty ``out`` unless ``--overwrite`` was given."""
+    """Refuse to replace a non-empty ``out`` unless ``--overwrite`` was given, and a file
+    always."""
+    if out.exists() and not out.is_dir():
+        raise TaskmaskError(f"{out}: is a file, not a directory; refusing to replace it")
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise TaskmaskError(f"{out}: already exists; pass --overwrite to replace it")
 
@@ -90,6 +96,21 @@ def _train_target(args: argparse.Namespace) -> tuple[RunConfig, Path]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    """Train under the lock of the run directory; SIGINT / SIGTERM end it as
+    `taskmask.app._interrupts` describes."""
+    target = args.resume if args.resume is not None else args.out
+    if target is None:
+        raise TaskmaskError("give --config CONFIG and --out RUN_DIR, or --resume RUN_DIR")
+    try:
+        with interruptible(), run_lock(Path(target)):
+            return _train(args)
+    except KeyboardInterrupt as stop:
+        if is_main():
+            print(f"taskmask train: {interrupted_message(Path(target))}", file=sys.stderr)
+        return exit_code(stop)
+
+
+def _train(args: argparse.Namespace) -> int:
     config, out = _train_target(args)
     progress = False if args.quiet else config.training.progress
     run = train_run(
@@ -108,7 +129,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    config, model = open_run(args.run_dir)
+    config, model = open_run(args.run_dir, verify=args.verify)
     part = read_for_model(config, model, Path(args.data), with_labels=True)
     _report_left_out(part)
     metrics = part_metrics(model, part)
@@ -126,7 +147,8 @@ def _report_left_out(part: Dataset) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    config, model = open_run(args.run_dir)
+    check_writable_file(Path(args.output), what="--output")
+    config, model = open_run(args.run_dir, verify=args.verify)
     part = read_for_model(config, model, Path(args.data), with_labels=False)
     _report_left_out(part)
     frame = predictions_frame(predict(model, part.inputs))
@@ -167,6 +189,16 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _no_verify_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="load model.safetensors even if its SHA-256 differs from model.json's (weights "
+        "edited on purpose); tensor shapes are checked still",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taskmask", description="Multi-task learning with missing labels."
@@ -197,11 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     evaluate_.add_argument("--data", required=True, type=Path, help="CSV, Parquet or NPZ file")
     evaluate_.add_argument("--json", action="store_true", help="all metrics as JSON on stdout")
+    _no_verify_flag(evaluate_)
     evaluate_.set_defaults(handler=_cmd_evaluate)
     predict_ = commands.add_parser("predict", help="write predictions as CSV")
     predict_.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     predict_.add_argument("--data", required=True, type=Path, help="CSV, Parquet or NPZ file")
     predict_.add_argument("--output", required=True, type=Path, help="the CSV file to write")
+    _no_verify_flag(predict_)
     predict_.set_defaults(handler=_cmd_predict)
     compare = commands.add_parser("compare", help="several configs side by side over seeds")
     compare.add_argument("--config", required=True, type=Path, help="the compare file (YAML)")
@@ -242,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     except (TaskmaskError, ValidationError, yaml.YAMLError, OSError) as error:
         print(f"taskmask {args.command}: error: {_describe(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt as stop:  # train reports its own (what it kept, how to resume)
+        print(f"taskmask {args.command}: interrupted", file=sys.stderr)
+        return exit_code(stop)
     return code
 
 

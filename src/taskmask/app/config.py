@@ -29,24 +29,22 @@ names the file and the YAML path (``tasks[1] (task 'scene').kind``) of each prob
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from taskmask.data.chem import SmilesFeatures
-from taskmask.errors import TaskmaskError
+from taskmask.errors import TaskmaskError, validation_message
 from taskmask.model._trunks import MLPConfig, TrunkConfig
 from taskmask.tasks._task import Task, check_unique_names, get_kind, known_kinds
 from taskmask.training._trainer import TrainConfig
@@ -269,8 +267,30 @@ def _as_tuple(source: str | tuple[str, ...]) -> tuple[str, ...]:
     return (source,) if isinstance(source, str) else source
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # untyped yaml
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping (plain PyYAML keeps the
+    last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        first: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                earlier = first.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: the constructor reports it
+                continue
+            if earlier is not key_node:
+                line = earlier.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {line})", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """The mapping a YAML file holds; `TaskmaskError` naming the file (and line) otherwise."""
+    """The mapping a YAML file holds; `TaskmaskError` naming the file (and line) otherwise,
+    a key given twice in one mapping included."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -278,7 +298,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise TaskmaskError(f"{path}: config file not readable ({error})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         raise TaskmaskError(f"{path}: not valid YAML: {yaml_problem(error)}") from None
     if not isinstance(raw, dict):
@@ -309,105 +329,6 @@ def load_config(path: str | Path) -> RunConfig:
     return config.model_copy(update={"data": config.data.resolved(path.parent)})
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model an annotation holds (``X | None``, ``tuple[X, ...]``), if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _tagged_member(annotation: Any, tag: str) -> type[BaseModel] | None:
-    """The member ``Annotated[X, Tag(tag)]`` of a tagged union, which pydantic names ``tag``
-    in error locations (``model.trunk.cnn1d.pool``)."""
-    args = get_args(annotation)
-    if any(isinstance(arg, Tag) and arg.tag == tag for arg in args[1:]):
-        return _model_in(args[0])
-    for arg in args:
-        found = _tagged_member(arg, tag)
-        if found is not None:
-            return found
-    return None
-
-
-def _locate(loc: Sequence[int | str], raw: Any) -> tuple[str, type[BaseModel] | None]:
-    """The YAML path of a pydantic error location, and the model of the mapping it ends in.
-
-    Union-member parts that pydantic adds (``float``, ``tuple[float, ...]``, tags) are left out.
-    """
-    model: type[BaseModel] | None = RunConfig
-    annotation: Any = None
-    path, node = "", raw
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            path += f"[{part}]"
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            if isinstance(node, dict) and isinstance(node.get("name"), str):
-                path += f" (task {node['name']!r})"
-            continue
-        field = model.model_fields.get(part) if model is not None else None
-        member = _tagged_member(annotation, part) if field is None else None
-        if member is not None:
-            model = member
-            continue
-        if field is None and not (model is not None and i == len(loc) - 1):
-            break
-        path += f".{part}" if path else part
-        node = node.get(part) if isinstance(node, dict) else None
-        parent, model = model, _model_in(field.annotation) if field is not None else None
-        annotation = field.annotation if field is not None else None
-        if field is None:
-            return path, parent
-    return path or "(top level)", model
-
-
-def _message(item: Mapping[str, Any], model: type[BaseModel] | None) -> tuple[str, str]:
-    """What is wrong, and a note on the value found (empty when there is none to show)."""
-    key = item["loc"][-1] if item["loc"] else ""
-    if item["type"] == "extra_forbidden" and model is not None:
-        allowed = list(model.model_fields)
-        close = difflib.get_close_matches(str(key), allowed, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown key; allowed keys: {', '.join(allowed)}{hint}", ""
-    message = str(item["msg"]).removeprefix("Value error, ")
-    value = item.get("input")
-    if item["type"] == "missing" or isinstance(value, dict | list):
-        return message, ""
-    note = f" (got {value!r})"
-    if isinstance(value, bool | int | float) and item["type"] == "string_type":
-        note += "; quote it in YAML to make it text"
-    return message, note
-
-
-def _errors(error: ValidationError) -> list[Any]:
-    """The errors, less a container's "too short" that only follows from failed items."""
-    items = error.errors(include_url=False)
-    return [
-        item
-        for item in items
-        if not (
-            item["type"] == "too_short"
-            and any(
-                len(o["loc"]) > len(item["loc"]) and o["loc"][: len(item["loc"])] == item["loc"]
-                for o in items
-            )
-        )
-    ]
-
-
 def format_validation_error(error: ValidationError, *, source: str | Path, raw: Any = None) -> str:
-    """One line per problem, led by its YAML path; a union's alternatives share one line."""
-    problems: dict[str, tuple[list[str], str]] = {}
-    for item in _errors(error):
-        path, model = _locate(item["loc"], raw)
-        message, note = _message(item, model)
-        messages, _ = problems.setdefault(path, ([], note))
-        if message not in messages:
-            messages.append(message)
-    lines = [f"{source}: invalid config:"]
-    for path, (messages, note) in problems.items():
-        lines.append(f"  {path}: {' or '.join(messages)}{note}")
-    return "\n".join(lines)
+    """One line per problem of a run config, led by its YAML path (`taskmask.errors`)."""
+    return validation_message(error, source=source, raw=raw, root=RunConfig)

@@ -14,9 +14,10 @@ removed once the run directory is written. Under torchrun only rank 0 writes fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import pandas as pd
 import torch
 
 import taskmask._world as distributed
-from taskmask._io import atomic_directory, write_atomically
+from taskmask._io import atomic_directory, clean_stale, directory_lock, write_atomically
 from taskmask.api import FitResult, evaluate, fit, resolve_tasks
 from taskmask.app.config import RunConfig, load_config
 from taskmask.data._coverage import Coverage, label_coverage
@@ -154,6 +155,19 @@ def read_with_generated(
     return part
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """The lock of run ``run_dir`` and its checkpoint directory (`taskmask._io.directory_lock`
+    on ``.RUN_DIR.lock``), taken by the process that writes (rank 0 under torchrun), which
+    then removes what a killed writer of ``run_dir`` left beside it (`taskmask._io`)."""
+    if not distributed.is_main():
+        yield
+        return
+    with directory_lock(Path(run_dir), what="run directory"):
+        clean_stale(Path(run_dir).resolve())
+        yield
+
+
 def train_run(
     config: RunConfig,
     out_dir: Path,
@@ -169,7 +183,30 @@ def train_run(
     ``report`` receives the training data's label coverage before training starts.
     ``checkpoints``: keep a checkpoint per epoch in `checkpoint_dir` (``out_dir``); ``resume``:
     continue from the checkpoint there if an epoch was saved, else start over. With
-    ``data.stream`` the training data is streamed (`taskmask.data`), never read whole."""
+    ``data.stream`` the training data is streamed (`taskmask.data`), never read whole.
+    A run holds `run_lock` (``out_dir``) throughout: a second run on it fails at once."""
+    with run_lock(out_dir):
+        return _train_run(
+            config,
+            out_dir,
+            progress=progress,
+            report=report,
+            plots=plots,
+            checkpoints=checkpoints,
+            resume=resume,
+        )
+
+
+def _train_run(
+    config: RunConfig,
+    out_dir: Path,
+    *,
+    progress: bool | None,
+    report: Callable[[str], None] | None,
+    plots: bool,
+    checkpoints: bool,
+    resume: bool,
+) -> TrainRun:
     if checkpoints and config.training.checkpoint_dir is not None:
         raise TaskmaskError(
             f"training.checkpoint_dir: a run keeps its checkpoint in {checkpoint_dir(out_dir)} "
@@ -192,7 +229,7 @@ def train_run(
         tasks, shape = streamed.tasks, streamed.input_shape
     else:
         assert train is not None
-        tasks, shape = resolve_tasks(config.task_list(), train.labels), train.inputs.shape[1:]
+        tasks, shape = _resolve_tasks(config, train), train.inputs.shape[1:]
     for part in others.values():
         _check_part(part, tasks, shape, train=False)
     if streamed is not None:
@@ -249,6 +286,16 @@ def train_run(
     return run
 
 
+def _resolve_tasks(config: RunConfig, train: Dataset) -> tuple[Task, ...]:
+    """`resolve_tasks` on the training file; its errors name the file."""
+    try:
+        return resolve_tasks(config.task_list(), train.labels)
+    except TaskmaskError as error:
+        if str(train.path) in str(error):
+            raise
+        raise TaskmaskError(f"{train.path}: {error}") from None
+
+
 def _stream_source(config: RunConfig) -> ParquetSource:
     """The training file(s) of a ``stream: true`` config, opened and checked, not read."""
     data = config.data
@@ -271,8 +318,9 @@ def _streamed_coverage(source: ParquetSource, *, standardize: bool) -> Coverage:
     return source.coverage()
 
 
-def open_run(run_dir: Path) -> tuple[RunConfig, MultiTaskModel]:
-    model = load_model(run_dir)
+def open_run(run_dir: Path, *, verify: bool = True) -> tuple[RunConfig, MultiTaskModel]:
+    """A run directory's config and model (``verify``: see `taskmask.load_model`)."""
+    model = load_model(run_dir, verify=verify)
     return load_config(Path(run_dir) / CONFIG_FILE), model
 
 
@@ -295,7 +343,17 @@ def left_out_report(part: Dataset) -> str:
     return failure_report(part.left_out)
 
 
+def check_writable_file(path: Path, *, what: str) -> None:
+    """``path`` may be written as a file: it is not a directory, nor inside a file."""
+    if path.is_dir():
+        raise TaskmaskError(f"{path}: is a directory; {what} names the file to write")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise TaskmaskError(f"{parent}: is a file, so {path} ({what}) cannot be written")
+
+
 def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` (no index) to ``path`` through a temporary file and `os.replace`."""
+    check_writable_file(path, what="the CSV output")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))

@@ -11,15 +11,18 @@ Every problem is a `TaskmaskError` that names the file.
 
 from __future__ import annotations
 
+import csv
 import difflib
+import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 
 from taskmask.data._memory import as_inputs
@@ -32,12 +35,57 @@ CSV_MISSING = ("", "NaN", "nan")
 TargetSource = str | Sequence[str]
 
 
+def _check_unique(path: Path, names: Sequence[str]) -> None:
+    """pandas renames a repeated column (``x``, ``x.1``); refuse it instead."""
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise TaskmaskError(
+            f"{path}: columns {repeated} appear more than once in the header; column names "
+            "must be unique"
+        )
+
+
+def _csv_rows(path: Path) -> Iterator[list[str]]:
+    with open(path, newline="", encoding="utf-8") as file:
+        yield from csv.reader(file)
+
+
+def _check_short_rows(path: Path, n_columns: int) -> None:
+    """pandas pads a row with fewer fields than the header with NaN; name the first one."""
+    rows = _csv_rows(path)
+    next(rows, None)
+    for row, fields in enumerate(rows):
+        if fields and len(fields) < n_columns:
+            raise TaskmaskError(
+                f"{path}: row {row} has {len(fields)} fields; the header has {n_columns} "
+                "columns (a missing value is an empty field between commas)"
+            )
+
+
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
-    frame = pd.read_csv(path, keep_default_na=False, na_values=list(CSV_MISSING))
+    header = next(_csv_rows(path), [])
+    _check_unique(path, header)
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=list(CSV_MISSING))
+    except pd.errors.ParserError as error:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+        if found is None:
+            raise
+        expected, line, saw = found.groups()
+        raise TaskmaskError(
+            f"{path}: line {line} has {saw} fields; the header and the rows before have {expected}"
+        ) from None
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas took the extra fields as an index
+        raise TaskmaskError(
+            f"{path}: the rows have more fields than the header's {len(header)} columns"
+        )
+    if len(frame.columns) and frame.iloc[:, -1].isna().any():  # short rows end in NaN
+        _check_short_rows(path, len(frame.columns))
     return _columns_of(frame)
 
 
 def _read_parquet(path: Path) -> dict[str, np.ndarray]:
+    _check_unique(path, pq.ParquetFile(path).schema_arrow.names)
     return _columns_of(pd.read_parquet(path))
 
 
@@ -119,6 +167,19 @@ def _as_number_column(table: Table, name: str, values: np.ndarray) -> np.ndarray
     return numbers.to_numpy(np.float64).reshape(values.shape)
 
 
+def _check_float32(table: Table, name: str, values: np.ndarray) -> None:
+    """Features are stored as float32: a finite value beyond its range would become inf."""
+    limit = float(np.finfo(np.float32).max)
+    with np.errstate(invalid="ignore"):
+        beyond = np.isfinite(values) & (np.abs(values) > limit)  # inf: as_inputs says so
+    if beyond.any():
+        index = np.unravel_index(int(np.argmax(beyond.ravel())), values.shape)
+        raise TaskmaskError(
+            f"{table.path}: feature {name!r} holds {float(values[index])!r} at row "
+            f"{index[0]}, beyond the float32 range (|x| <= {limit:.3g}) that features are stored in"
+        )
+
+
 def _check_rows(table: Table, name: str, values: np.ndarray, n_rows: int, what: str) -> None:
     if values.ndim not in (1, 2) or len(values) != n_rows:
         raise TaskmaskError(
@@ -134,13 +195,17 @@ def features(table: Table, names: Sequence[str]) -> tuple[torch.Tensor, list[str
     first = table.column(names[0], what="features")
     if table.is_npz and len(names) == 1 and first.ndim >= 3:
         values = _as_number_column(table, names[0], first)
+        _check_float32(table, names[0], values)
         return as_inputs(values, source=str(table.path)), None
     blocks, feature_names = [], []
     n_rows = len(first)
+    if n_rows == 0:
+        raise TaskmaskError(f"{table.path}: no rows; expected a header and at least one row")
     for name in names:
         values = table.column(name, what="features")
         _check_rows(table, name, values, n_rows, "feature")
         blocks.append(_as_number_column(table, name, values).reshape(n_rows, -1))
+        _check_float32(table, name, blocks[-1])
         width = blocks[-1].shape[1]
         feature_names += [name] if values.ndim == 1 else [f"{name}_{j}" for j in range(width)]
     matrix = np.concatenate(blocks, axis=1)

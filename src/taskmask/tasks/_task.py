@@ -33,10 +33,18 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from torch import nn
 
-from taskmask.errors import TaskmaskError
+from taskmask.errors import TaskmaskError, invalid_fields
 from taskmask.functional._labels import EncodedLabels
 from taskmask.functional._losses import LossTerm
 from taskmask.functional._metrics import MetricValue
@@ -259,6 +267,23 @@ class Task(BaseModel):
     negative_weight: float | None = Field(default=None, ge=0.0, le=1.0)
     expected_positives: float | None = Field(default=None, gt=0.0)
     expected_positive_weight: float | None = Field(default=None, ge=0.0)
+
+    def __init__(self, **data: Any) -> None:
+        """Validate; bad fields raise `taskmask.errors.InvalidFieldsError` (a `TaskmaskError`
+        and a pydantic ``ValidationError``) naming the task and each field."""
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            where = f"task {data.get('name')!r}"
+            raise invalid_fields(error, source=where, root=type(self), raw=data) from None
+
+    @field_validator("threshold")
+    @classmethod
+    def _probability(cls, threshold: float | tuple[float, ...]) -> float | tuple[float, ...]:
+        values = threshold if isinstance(threshold, tuple) else (threshold,)
+        if not all(0.0 <= v <= 1.0 for v in values):  # NaN fails both comparisons
+            raise ValueError("each threshold must be a probability in [0, 1]")
+        return threshold
 
     @field_validator("kind")
     @classmethod

@@ -186,7 +186,8 @@ def check_resumable(
         )
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """The SHA-256 of file ``path``, in hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
@@ -207,7 +208,7 @@ def save(directory: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
         "taskmask_version": __version__,
         **checkpoint.meta,
         "tensor_file": name,
-        "sha256": _sha256(tensor_path),
+        "sha256": sha256(tensor_path),
     }
     text = json.dumps(index, indent=1) + "\n"
     write_atomically(directory / INDEX_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -223,8 +224,9 @@ def save(directory: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
     return tensor_path
 
 
-def _refuse_pickle(path: Path) -> None:
-    """A ``torch.save`` file (a zip archive, or a bare pickle) is refused before any parsing."""
+def is_pickle(path: Path) -> bool:
+    """Whether ``path`` is a ``torch.save`` file (a zip archive, or a bare pickle), by its first
+    bytes; `TaskmaskError` if it cannot be read."""
     try:
         with open(path, "rb") as file:
             head = file.read(9)
@@ -234,7 +236,12 @@ def _refuse_pickle(path: Path) -> None:
         raise TaskmaskError(f"{path}: not readable ({error})") from None
     zipped = head.startswith(b"PK\x03\x04")
     pickled = head[:1] == b"\x80" and head[8:9] != b"{"  # safetensors: 8-byte length, then {
-    if zipped or pickled:
+    return zipped or pickled
+
+
+def refuse_pickle(path: Path) -> None:
+    """A ``torch.save`` file is refused before any parsing."""
+    if is_pickle(path):
         raise TaskmaskError(
             f"{path}: a pickle (torch.save) file; taskmask reads checkpoints from safetensors "
             "and JSON only and never unpickles, as unpickling can run arbitrary code"
@@ -244,7 +251,7 @@ def _refuse_pickle(path: Path) -> None:
 def _read_index(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise TaskmaskError(f"{path.parent}: no checkpoint to resume from ({INDEX_FILE} not found)")
-    _refuse_pickle(path)
+    refuse_pickle(path)
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -271,8 +278,8 @@ def load(directory: str | os.PathLike[str]) -> Checkpoint:
     directory = Path(directory)
     index = _read_index(directory / INDEX_FILE)
     tensor_path = directory / index["tensor_file"]
-    _refuse_pickle(tensor_path)
-    if _sha256(tensor_path) != index["sha256"]:
+    refuse_pickle(tensor_path)
+    if sha256(tensor_path) != index["sha256"]:
         raise TaskmaskError(
             f"{tensor_path}: its SHA-256 differs from the one in {INDEX_FILE}: the file is "
             "truncated or corrupt"
@@ -282,3 +289,11 @@ def load(directory: str | os.PathLike[str]) -> Checkpoint:
     except (safetensors.SafetensorError, OSError, ValueError) as error:
         raise TaskmaskError(f"{tensor_path}: not a readable safetensors file ({error})") from None
     return Checkpoint(tensors, index)
+
+
+def saved_epoch(directory: str | os.PathLike[str]) -> int:
+    """The epoch of the checkpoint committed in ``directory``; 0 when there is none."""
+    try:
+        return int(_read_index(Path(directory) / INDEX_FILE)["epoch"])
+    except TaskmaskError:
+        return 0
