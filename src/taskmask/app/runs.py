@@ -163,12 +163,14 @@ def train_run(
     plots: bool = True,
     checkpoints: bool = False,
     resume: bool = False,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainRun:
     """Read every file, check every label, train, then write run directory ``out_dir``
     atomically (replacing it). Nothing is written when anything fails before training.
     ``report`` receives the training data's label coverage before training starts.
     ``checkpoints``: keep a checkpoint per epoch in `checkpoint_dir` (``out_dir``); ``resume``:
-    continue from the checkpoint there if an epoch was saved, else start over. With
+    continue from the checkpoint there if an epoch was saved, else start over.
+    ``on_epoch_end`` receives each epoch's history row (`taskmask.training.Trainer.fit`). With
     ``data.stream`` the training data is streamed (`taskmask.data`), never read whole."""
     if checkpoints and config.training.checkpoint_dir is not None:
         raise TaskmaskError(
@@ -224,6 +226,7 @@ def train_run(
             update={"checkpoint_dir": directory}
         ),
         "resume": resume,
+        "on_epoch_end": on_epoch_end,
     }
     if streamed is not None:
         result = fit(streamed, **settings)
