@@ -136,12 +136,16 @@ class SearchConfig(BaseModel):
         try:
             return handler(value)
         except ValidationError as error:
-            problems = []
+            problems: dict[str, list[str]] = {}
             for item in error.errors(include_url=False):
-                where = ".".join(str(part) for part in item["loc"])
+                where = ".".join(str(part) for part in item["loc"][:2])  # less union members
                 message = str(item["msg"]).removeprefix("Value error, ")
-                problems.append(f"{where}: {message}")
-            raise ValueError("; ".join(problems)) from None
+                if len(item["loc"]) > 1:
+                    message += f" (got {item['input']!r})"
+                if message not in problems.setdefault(where, []):
+                    problems[where].append(message)
+            lines = [f"{where}: {' or '.join(messages)}" for where, messages in problems.items()]
+            raise ValueError("; ".join(lines)) from None
 
     @property
     def maximize(self) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -325,6 +326,8 @@ def run_tune(
     """Run (or resume) the study of the run config at ``path`` in directory ``out`` until it
     holds ``n_trials`` (default ``search.n_trials``) completed or pruned trials, or for
     ``search.timeout`` seconds; then write the outputs (see the module docstring)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TaskmaskError("taskmask tune runs as one process; start it without torchrun")
     tune = load_tune(path)
     optuna_ = import_optuna()
     out = Path(out)
