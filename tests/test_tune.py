@@ -21,6 +21,8 @@ from taskmask.app.cli import main
 from taskmask.app.config import load_config
 from taskmask.app.search import ParamRange
 from taskmask.app.tune import kept_epoch, load_tune, trial_values
+from taskmask.app.tune_report import plot_study
+from taskmask.app.tune_study import param_importances
 from taskmask.errors import TaskmaskError
 from taskmask.training import EarlyStopping
 
@@ -292,3 +294,35 @@ def test_the_example_search_loads() -> None:
     tune = load_tune(examples / "tune_quickstart.yaml")
     assert tune.search.maximize and tune.search.monitor == "val/toxic/roc_auc"
     assert "training.weighting" in tune.search.params
+
+
+def test_a_monitor_missing_from_the_history_is_named_and_a_failed_study_takes_a_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    typo = _write(tmp_path, _run_config(n_trials=1, monitor="val/a/rocauc"))
+    assert main(["tune", "--config", str(typo), "--out", str(out)]) == 2
+    assert "'val/a/rocauc' is not in the history; did you mean 'val/a/roc_auc'?" in (
+        capsys.readouterr().err
+    )
+    fixed = _write(tmp_path, _run_config(n_trials=1))
+    assert main(["tune", "--config", str(fixed), "--out", str(out)]) == 0
+    assert _trials(out / "study.db") == [(0, "FAIL"), (1, "COMPLETE")]
+
+
+def test_importances_rank_the_parameter_the_objective_follows(tmp_path: Path) -> None:
+    def objective(trial: Any) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        return 10 * x + 0.01 * trial.suggest_float("noise", 0.0, 1.0)
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=3)
+    assert param_importances(study, optuna, seed=0) == {}  # too few trials
+    study.optimize(objective, n_trials=5)
+    found = param_importances(study, optuna, seed=0)
+    assert list(found) == ["x", "noise"] and sum(found.values()) == pytest.approx(1.0)
+    flat = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    flat.optimize(lambda trial: 0 * trial.suggest_float("x", 0, 1) + 1.0, n_trials=5)
+    assert param_importances(flat, optuna, seed=0) == {}  # nothing to explain
+    path = plot_study(study.trials, found, tmp_path / "tune.png", monitor="m", maximize=True)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -20,11 +20,10 @@ parameters). One process works on a study at a time. Optuna is the ``tune`` extr
 from __future__ import annotations
 
 import copy
-import json
+import difflib
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -41,6 +40,7 @@ from taskmask.app.config import RunConfig, format_validation_error, load_config,
 from taskmask.app.runs import train_run, write_csv_atomically
 from taskmask.app.search import ParamRange, SearchConfig
 from taskmask.app.tune_report import plot_study, trial_line, trials_table
+from taskmask.app.tune_study import import_optuna, open_study, optuna_quiet, param_importances
 from taskmask.errors import TaskmaskError
 from taskmask.training._early_stopping import EarlyStopping, Stopper
 
@@ -51,21 +51,8 @@ STUDY_FILE = "study.db"
 BEST_FILE = "best.yaml"
 TRIALS_FILE = "trials.csv"
 PLOT_FILE = "tune.png"
-STUDY_NAME = "taskmask"
 FIXED_SECTIONS = ("data", "search")  # a trial never changes these
-MIN_IMPORTANCE_TRIALS = 4  # completed trials before parameter importances are computed
 TOP_PARAMS = 3  # parameters plotted against the objective
-
-
-def import_optuna() -> ModuleType:
-    """The ``optuna`` module; a `TaskmaskError` naming the extra when it is not installed."""
-    try:
-        import optuna
-    except ImportError as error:
-        raise TaskmaskError(
-            f"taskmask tune needs Optuna ({error}); install the extra: pip install 'taskmask[tune]'"
-        ) from None
-    return optuna
 
 
 @dataclass
@@ -192,10 +179,13 @@ def kept_epoch(
 def _monitored(row: Mapping[str, float], tune: Tune) -> float:
     monitor = tune.search.monitor
     if monitor not in row:
-        keys = sorted(key for key in row if key.startswith("val/"))
+        keys = [key for key in row if key.startswith("val/")]
+        close = difflib.get_close_matches(monitor, keys, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        summaries = sorted(key for key in keys if key.count("/") <= 2)  # no per-label keys
         raise TaskmaskError(
-            f"{tune.source}: search.monitor {monitor!r} is not in the history; "
-            f"the validation keys are {keys}"
+            f"{tune.source}: search.monitor {monitor!r} is not in the history; {hint}"
+            f"validation keys: {', '.join(summaries)}"
         )
     return row[monitor]
 
@@ -229,17 +219,6 @@ def make_objective(tune: Tune, out: Path, optuna_: ModuleType) -> Callable[[optu
     return objective
 
 
-@contextmanager
-def _optuna_quiet(optuna_: ModuleType) -> Iterator[None]:
-    """Optuna's own log lines off (the caller's ``report`` says what each trial did)."""
-    before = optuna_.logging.get_verbosity()
-    optuna_.logging.set_verbosity(optuna_.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna_.logging.set_verbosity(before)
-
-
 def _identity(tune: Tune) -> dict[str, Any]:
     """What makes a study the same study: the config and search, less n_trials and timeout."""
     config = tune.config.model_dump(mode="json", exclude={"search"})
@@ -247,62 +226,6 @@ def _identity(tune: Tune) -> dict[str, Any]:
         **config,
         "search": tune.search.model_dump(mode="json", exclude={"n_trials", "timeout"}),
     }
-
-
-def open_study(tune: Tune, out: Path, optuna_: ModuleType) -> optuna.Study:
-    """Create the study in ``out/study.db``, or load it to resume: the same config it was
-    started with, its interrupted trials marked failed, the sampler seeded anew."""
-    path = (out / STUDY_FILE).resolve()
-    search = tune.search
-    pruner = (
-        optuna_.pruners.NopPruner()
-        if search.pruning is None
-        else optuna_.pruners.MedianPruner(
-            n_startup_trials=search.pruning.startup_trials,
-            n_warmup_steps=search.pruning.warmup_epochs + 1,  # epochs count from 1
-        )
-    )
-    from sqlalchemy.exc import SQLAlchemyError  # an Optuna dependency, as lazy as Optuna
-
-    try:
-        study = optuna_.create_study(
-            storage=f"sqlite:///{path}",
-            study_name=STUDY_NAME,
-            load_if_exists=True,
-            direction="maximize" if search.maximize else "minimize",
-            pruner=pruner,
-        )
-    except SQLAlchemyError as error:
-        raise TaskmaskError(
-            f"{path}: not a readable study database ({str(error).splitlines()[0]})"
-        ) from None
-    _check_same_study(study, tune, path)
-    running = study.get_trials(deepcopy=False, states=(optuna_.trial.TrialState.RUNNING,))
-    for trial in running:  # one process per study: a running trial is a crashed one
-        study.tell(trial.number, state=optuna_.trial.TrialState.FAIL)
-    study.sampler = optuna_.samplers.TPESampler(seed=search.seed + len(study.trials))
-    return study
-
-
-def _check_same_study(study: optuna.Study, tune: Tune, path: Path) -> None:
-    identity = _identity(tune)
-    stored = study.user_attrs.get("config")
-    if stored is None and not study.trials:
-        study.set_user_attr("config", json.dumps(identity, sort_keys=True))
-        return
-    before = json.loads(stored) if isinstance(stored, str) else {}
-    changed = [key for key in identity if before.get(key) != identity[key]]
-    if changed:
-        raise TaskmaskError(
-            f"{path}: this study was started with another config (it differs in {changed}); "
-            "tune into a new --out, or go back to that config"
-        )
-
-
-def _reporter(
-    monitor: str, report: Callable[[str], None]
-) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
-    return lambda study, trial: report(trial_line(trial, monitor))
 
 
 @dataclass
@@ -335,13 +258,14 @@ def run_tune(
         raise TaskmaskError(f"{out}: holds no {STUDY_FILE}; tune into a new or empty directory")
     out.mkdir(parents=True, exist_ok=True)
     states = optuna_.trial.TrialState
-    with _optuna_quiet(optuna_):
-        study = open_study(tune, out, optuna_)
+    with optuna_quiet(optuna_):
+        study = open_study(out / STUDY_FILE, tune.search, _identity(tune), optuna_)
         done = len(study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED)))
         left = (n_trials or tune.search.n_trials) - done
         before = len(study.trials)
         if left > 0:
-            callbacks = [] if report is None else [_reporter(tune.search.monitor, report)]
+            monitor = tune.search.monitor
+            callbacks = [] if report is None else [lambda _, t: report(trial_line(t, monitor))]
             study.optimize(
                 make_objective(tune, out, optuna_),
                 n_trials=left,
@@ -357,12 +281,12 @@ def write_outputs(
 ) -> RunConfig | None:
     """``trials.csv``, ``tune.png`` and, once a trial has completed, ``best.yaml``."""
     trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == optuna_.trial.TrialState.COMPLETE]
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
     params = list(tune.search.params)
     write_csv_atomically(trials_table(trials, params), out / TRIALS_FILE)
-    importances: dict[str, float] = {}
-    if len(complete) >= MIN_IMPORTANCE_TRIALS and len(params) > 1:
-        importances = optuna_.importance.get_param_importances(study)
+    importances = {}
+    if len(params) > 1:
+        importances = param_importances(study, optuna_, seed=tune.search.seed)
     shown = list(importances)[:TOP_PARAMS] if importances else params[:TOP_PARAMS]
     log_scale = {p for p, spec in tune.search.params.items() if spec.type == "log_uniform"}
     plot_study(
