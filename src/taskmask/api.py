@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -180,6 +180,7 @@ def fit(
     weighting: Weighting | str | None = None,
     loss_fns: Mapping[str, LossFn] | None = None,
     resume: bool = False,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
     **settings: Any,
 ) -> FitResult:
     """Train a multi-task model on ``inputs`` ``(N, ...)`` and per-task raw ``labels``.
@@ -195,6 +196,7 @@ def fit(
     ``config`` (e.g. ``epochs=20, lr=1e-2``). Validation data is ``validation`` or a seeded
     ``validation_split`` of the training rows. With ``checkpoint_dir=...`` a checkpoint is
     written every epoch, and ``resume=True`` continues from it (see `Trainer.fit`).
+    ``on_epoch_end`` receives each epoch's history row (see `Trainer.fit`).
 
     ``inputs`` may instead be a `taskmask.data.ParquetSource`, streamed batch by batch
     (``docs/streaming.md``): it holds the tasks and their label columns, so ``labels`` and
@@ -216,7 +218,13 @@ def fit(
     else:
         prepared = _in_memory(inputs, labels, tasks, validation, standardize, feature_names, config)
     return train_prepared(
-        *prepared, trunk=trunk, config=config, weighting=weighting, loss_fns=loss_fns, resume=resume
+        *prepared,
+        trunk=trunk,
+        config=config,
+        weighting=weighting,
+        loss_fns=loss_fns,
+        resume=resume,
+        on_epoch_end=on_epoch_end,
     )
 
 
@@ -232,6 +240,7 @@ def train_prepared(
     weighting: Weighting | None = None,
     loss_fns: Mapping[str, LossFn] | None = None,
     resume: bool = False,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
 ) -> FitResult:
     """The end of `fit` once the data are encoded and checked: build the model under
     ``config.seed`` (``scaling`` is its input mean and scale), start the heads whose kind says
@@ -255,7 +264,9 @@ def train_prepared(
     trainer = Trainer(
         config.model_copy(update={"validation_split": 0.0}), weighting=weighting, loss_fns=loss_fns
     )
-    history = trainer.fit(model, train, validation=validation, resume=resume)
+    history = trainer.fit(
+        model, train, validation=validation, resume=resume, on_epoch_end=on_epoch_end
+    )
     return FitResult(model, pd.DataFrame(history), trainer)
 
 

@@ -173,6 +173,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from taskmask.app.tune import run_tune, study_summary
+
+    result = run_tune(args.config, args.out, n_trials=args.n_trials, report=print)
+    print(study_summary(result), file=sys.stdout)
+    print(f"wrote {args.out}", file=sys.stdout)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from taskmask.app import demo
 
@@ -243,6 +252,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--overwrite", action="store_true", help="replace an existing dir")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
     compare.set_defaults(handler=_cmd_compare)
+    tune = commands.add_parser(
+        "tune",
+        help="hyperparameter search over a run config's search block (Optuna)",
+        description="Search the fields that the config's search block names, judged on "
+        "validation data only. The study is kept in OUT/study.db: running again on OUT "
+        "resumes it. Writes OUT/best.yaml, OUT/trials.csv and OUT/tune.png (docs/tune.md).",
+    )
+    tune.add_argument("--config", required=True, type=Path, help="a run config with search:")
+    tune.add_argument("--out", required=True, type=Path, help="the study directory")
+    tune.add_argument(
+        "--n-trials", type=_positive_int, default=None, help="trials in all (default: search)"
+    )
+    tune.set_defaults(handler=_cmd_tune)
     demo = commands.add_parser("demo", help="seed 000 reproduced: three losses side by side")
     demo.add_argument("--out", required=True, type=Path, help="the directory to write")
     demo.add_argument("--epochs", type=_positive_int, default=None)

@@ -21,6 +21,7 @@ model:
 training: {epochs: 20, lr: 0.01, batch_size: 256, seed: 0}    # `taskmask.TrainConfig`
 standardize: true           # per feature (true, "feature") or per channel ("channel") scaling
 tune_thresholds: false      # fit per-label thresholds (max F1) on the validation data
+search: {...}               # `taskmask tune` only (`taskmask.app.search`, docs/tune.md)
 ```
 
 Unknown keys are errors. `load_config` turns every problem into a `TaskmaskError` whose message
@@ -43,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from taskmask.app.search import SearchConfig
 from taskmask.data.chem import SmilesFeatures
 from taskmask.errors import TaskmaskError, validation_message
 from taskmask.model._trunks import MLPConfig, TrunkConfig
@@ -210,6 +212,7 @@ class RunConfig(BaseModel):
     training: TrainConfig = TrainConfig()
     standardize: bool | Literal["feature", "channel"] = True
     tune_thresholds: bool = False
+    search: SearchConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:

@@ -177,12 +177,14 @@ def train_run(
     plots: bool = True,
     checkpoints: bool = False,
     resume: bool = False,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainRun:
     """Read every file, check every label, train, then write run directory ``out_dir``
     atomically (replacing it). Nothing is written when anything fails before training.
     ``report`` receives the training data's label coverage before training starts.
     ``checkpoints``: keep a checkpoint per epoch in `checkpoint_dir` (``out_dir``); ``resume``:
-    continue from the checkpoint there if an epoch was saved, else start over. With
+    continue from the checkpoint there if an epoch was saved, else start over.
+    ``on_epoch_end`` receives each epoch's history row (`taskmask.training.Trainer.fit`). With
     ``data.stream`` the training data is streamed (`taskmask.data`), never read whole.
     A run holds `run_lock` (``out_dir``) throughout: a second run on it fails at once."""
     with run_lock(out_dir):
@@ -194,6 +196,7 @@ def train_run(
             plots=plots,
             checkpoints=checkpoints,
             resume=resume,
+            on_epoch_end=on_epoch_end,
         )
 
 
@@ -206,6 +209,7 @@ def _train_run(
     plots: bool,
     checkpoints: bool,
     resume: bool,
+    on_epoch_end: Callable[[dict[str, float]], None] | None,
 ) -> TrainRun:
     if checkpoints and config.training.checkpoint_dir is not None:
         raise TaskmaskError(
@@ -261,6 +265,7 @@ def _train_run(
             update={"checkpoint_dir": directory}
         ),
         "resume": resume,
+        "on_epoch_end": on_epoch_end,
     }
     if streamed is not None:
         result = fit(streamed, **settings)

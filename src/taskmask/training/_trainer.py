@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,8 +154,11 @@ class Trainer:
         *,
         validation: MultiTaskData | None = None,
         resume: bool = False,
+        on_epoch_end: Callable[[dict[str, float]], None] | None = None,
     ) -> list[dict[str, float]]:
         """Train ``model`` in place; returns (and keeps in ``self.history``) one row per epoch.
+        ``on_epoch_end`` gets each epoch's row once it is recorded and checkpointed; an exception
+        it raises ends training there (a tuner's pruning does so).
         ``resume``: continue from the checkpoint in ``config.checkpoint_dir`` (the model, the
         data and the settings but `checkpoint.RESUMABLE_CHANGES` must be the same as when it
         was written); the result is that of the run it continues, bit for bit on one CPU.
@@ -212,6 +215,8 @@ class Trainer:
             self.history.append(row)
             stopped = stopper.update(row, model)
             self._save_checkpoint(session, epoch, stopped, stopper, sizes)
+            if on_epoch_end is not None:
+                on_epoch_end(row)
             if stopped:
                 break
         stopper.restore(model)
