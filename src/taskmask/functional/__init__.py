@@ -35,6 +35,15 @@ from taskmask.functional._partial import (
     expected_positive_regularizer,
     weak_negative_binary_cross_entropy_with_logits,
 )
+from taskmask.functional._single_positive import (
+    assume_negative_label_smoothing_bce_with_logits,
+    asymmetric_loss_with_logits,
+    binary_entropy_with_logits,
+    entropy_maximization_loss,
+    large_loss_rejection_bce_with_logits,
+    large_loss_rejection_rate,
+    rejected_labels,
+)
 
 __all__ = [
     "Array",
@@ -43,13 +52,19 @@ __all__ = [
     "MetricValue",
     "Reduction",
     "Undefined",
+    "assume_negative_label_smoothing_bce_with_logits",
     "assumed_negative_weights",
+    "asymmetric_loss_with_logits",
     "balanced_pos_weight",
+    "binary_entropy_with_logits",
     "binary_metrics",
     "covered_rows",
+    "entropy_maximization_loss",
     "expected_positive_binary_cross_entropy_with_logits",
     "expected_positive_regularizer",
     "fit_thresholds",
+    "large_loss_rejection_bce_with_logits",
+    "large_loss_rejection_rate",
     "masked_binary_cross_entropy_with_logits",
     "masked_cross_entropy",
     "masked_huber_loss",
@@ -59,6 +74,7 @@ __all__ = [
     "multiclass_metrics",
     "multilabel_metrics",
     "regression_metrics",
+    "rejected_labels",
     "summary_keys",
     "to_jsonable",
     "weak_negative_binary_cross_entropy_with_logits",
