@@ -25,6 +25,7 @@ from taskmask.functional import (
     large_loss_rejection_rate,
     masked_binary_cross_entropy_with_logits,
     rejected_labels,
+    single_positive_loss_term,
     weak_negative_binary_cross_entropy_with_logits,
 )
 
@@ -182,6 +183,45 @@ def test_gradcheck_float64_with_missing_entries(case: Loss) -> None:
             return case(x, target, observed, **options)
 
         assert torch.autograd.gradcheck(loss, (leaf,), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+@by_loss
+@FAST
+@given(n=sizes, k=widths, seed=seeds, rate=rates)
+def test_loss_term_is_the_sum_and_the_count_of_the_mean(
+    case: Loss, n: int, k: int, seed: int, rate: float
+) -> None:
+    input, target, observed, pos_weight = make(n, k, seed, rate)
+    options = {**case.options, **case.with_weight(pos_weight)}
+    term = single_positive_loss_term(case.fn, input, target, observed, **options)
+    assert torch.equal(term.sum, case(input, target, observed, reduction="sum", **options))
+    mean = case(input, target, observed, reduction="mean", **options)
+    assert torch.equal(term.mean(), mean)
+    if term.count > 0:
+        torch.testing.assert_close(term.sum / term.count, mean, rtol=0, atol=0)
+    covered = int(observed.any(1).sum()) * k
+    n_assumed = covered - int(observed.sum())
+    expected = {  # the counts the module docstring states
+        "an_ls": covered,
+        "em": covered,
+        "ll_r": covered - math.ceil(Fraction(2, 5) * n_assumed),  # rejection_rate 0.4
+        "asl": int(observed.sum()),
+        "asl_assume_negative": covered,
+    }[case.name]
+    assert term.count.item() == expected
+
+
+def test_loss_term_defaults_are_the_functions_defaults() -> None:
+    input, target, observed, _ = make(6, 4, seed=3, rate=0.4)
+    for fn in (
+        assume_negative_label_smoothing_bce_with_logits,
+        entropy_maximization_loss,
+        asymmetric_loss_with_logits,
+    ):
+        term = single_positive_loss_term(fn, input, target, observed)
+        assert torch.equal(term.sum, fn(input, target, observed, reduction="sum"))
+    with pytest.raises(TaskmaskError, match=r"loss must be one of .*entropy_maximization_loss"):
+        single_positive_loss_term(masked_binary_cross_entropy_with_logits, input, target, observed)
 
 
 # References, one entry at a time with Python loops; each returns (sum, count).

@@ -43,6 +43,7 @@ from taskmask.functional._single_positive import (
     large_loss_rejection_bce_with_logits,
     large_loss_rejection_rate,
     rejected_labels,
+    single_positive_loss_term,
 )
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "multilabel_metrics",
     "regression_metrics",
     "rejected_labels",
+    "single_positive_loss_term",
     "summary_keys",
     "to_jsonable",
     "weak_negative_binary_cross_entropy_with_logits",

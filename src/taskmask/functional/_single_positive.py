@@ -23,25 +23,28 @@ covered; LL-R's authors keep rejected entries in that denominator (a learning-ra
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from taskmask.errors import TaskmaskError
-from taskmask.functional._losses import Reduction, _filled
+from taskmask.functional._losses import LossTerm, Reduction, _filled
 from taskmask.functional._partial import _check, assumed_negative_weights
 
 REDUCTIONS = ("mean", "sum", "none")
 
+Terms = tuple[torch.Tensor, torch.Tensor]
+"""``(loss, weights)``, both ``(N, k)``: the elementwise loss (0 where the weight is 0) and what
+each entry counts."""
 
-def _checked(
-    input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor, reduction: str
+
+def _filled_checked(
+    input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor
 ) -> torch.Tensor:
-    """The shapes and ``reduction`` checked; ``target`` filled (missing: 0) in ``input``'s
-    dtype."""
+    """``target`` filled (missing: 0) in ``input``'s dtype, the shapes checked."""
     _check(input, target, observed)
-    if reduction not in REDUCTIONS:
-        raise TaskmaskError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return _filled(target, observed).to(input.dtype)
 
 
@@ -50,9 +53,11 @@ def _in_range(name: str, value: float, low: float, high: float) -> None:
         raise TaskmaskError(f"{name} must be in [{low}, {high}], got {value}")
 
 
-def _reduce(loss: torch.Tensor, weights: torch.Tensor, reduction: Reduction) -> torch.Tensor:
-    """``loss`` ``(N, k)`` (0 where ``weights`` is 0) reduced; ``"mean"`` divides by the summed
-    ``weights``."""
+def _reduce(terms: Terms, reduction: Reduction) -> torch.Tensor:
+    """``terms`` reduced; ``"mean"`` divides by the summed weights."""
+    loss, weights = terms
+    if reduction not in REDUCTIONS:
+        raise TaskmaskError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if reduction == "none":
         return loss
     total = loss.sum()
@@ -89,11 +94,23 @@ def assume_negative_label_smoothing_bce_with_logits(
     0.1``), and the loss is ``BCE(p, y_ls)`` (``pos_weight`` on the positive term).
     ``epsilon`` in [0, 0.5]; 0 is "assume negative" exactly. Count: every label of a covered
     row."""
-    filled = _checked(input, target, observed, reduction)
+    terms = _label_smoothing(input, target, observed, epsilon=epsilon, pos_weight=pos_weight)
+    return _reduce(terms, reduction)
+
+
+def _label_smoothing(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    observed: torch.Tensor,
+    *,
+    epsilon: float = 0.1,
+    pos_weight: torch.Tensor | None = None,
+) -> Terms:
+    filled = _filled_checked(input, target, observed)
     _in_range("epsilon", epsilon, 0.0, 0.5)
     weights = assumed_negative_weights(observed, 1.0, dtype=input.dtype)
     smoothed = filled * (1.0 - epsilon) + (1.0 - filled) * epsilon
-    return _reduce(_weighted_bce(input, smoothed, weights, pos_weight), weights, reduction)
+    return _weighted_bce(input, smoothed, weights, pos_weight), weights
 
 
 def binary_entropy_with_logits(input: torch.Tensor) -> torch.Tensor:
@@ -113,7 +130,7 @@ def entropy_maximization_loss(
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """EM: Zhou et al. 2022, "Acknowledging the Unknown for Multi-label Learning with Single
-    Positive Labels", ECCV (https://arxiv.org/abs/2203.16219), section 3.2 (without APL).
+    Positive Labels", ECCV (https://arxiv.org/abs/2203.16219): the EM loss (without APL).
 
     Observed labels get their BCE (an observed positive ``-log p``, with ``pos_weight``);
     unannotated labels of covered rows get ``-alpha * H(p)`` (`binary_entropy_with_logits`):
@@ -121,15 +138,25 @@ def entropy_maximization_loss(
     that vanishes there, instead of calling them negatives. The loss can be negative.
     ``alpha`` >= 0: 0.1 as the authors use for COCO and NUS-WIDE (0.2 for VOC, 0.01 for CUB);
     0 is ``ignore``'s sum. Count: every label of a covered row."""
-    filled = _checked(input, target, observed, reduction)
+    return _reduce(_entropy(input, target, observed, alpha=alpha, pos_weight=pos_weight), reduction)
+
+
+def _entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    observed: torch.Tensor,
+    *,
+    alpha: float = 0.1,
+    pos_weight: torch.Tensor | None = None,
+) -> Terms:
+    filled = _filled_checked(input, target, observed)
     if not alpha >= 0.0:
         raise TaskmaskError(f"alpha must be >= 0, got {alpha}")
     weights = assumed_negative_weights(observed, 1.0, dtype=input.dtype)
     unannotated = ~observed & (weights > 0)
     bce = F.binary_cross_entropy_with_logits(input, filled, pos_weight=pos_weight, reduction="none")
     entropy = binary_entropy_with_logits(input)
-    loss = torch.where(observed, bce, torch.where(unannotated, -alpha * entropy, 0.0))
-    return _reduce(loss, weights, reduction)
+    return torch.where(observed, bce, torch.where(unannotated, -alpha * entropy, 0.0)), weights
 
 
 def large_loss_rejection_rate(epochs_done: int, *, delta_rel: float) -> float:
@@ -165,7 +192,7 @@ def large_loss_rejection_bce_with_logits(
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """LL-R: Kim et al. 2022, "Large Loss Matters in Weakly Supervised Multi-Label
-    Classification", CVPR (https://arxiv.org/abs/2206.03740), section 4 (LL-R).
+    Classification", CVPR (https://arxiv.org/abs/2206.03740): LL-R, large loss rejection.
 
     "Assume negative" (BCE with the unannotated labels of covered rows as 0), except that the
     assumed negatives with the largest losses, ``ceil(rejection_rate * n_assumed)`` of them in
@@ -173,14 +200,31 @@ def large_loss_rejection_bce_with_logits(
     detached losses, so the choice carries no gradient). The rate grows with training,
     ``(t - 1) * delta_rel`` at epoch ``t`` (`large_loss_rejection_rate`); it is an argument so
     that the function stays pure. ``rejection_rate`` in [0, 1]: 0 is "assume negative", 1 is
-    ``ignore``, exactly. Count: observed labels + the assumed negatives kept."""
-    filled = _checked(input, target, observed, reduction)
+    ``ignore``, exactly. Count: observed labels + the assumed negatives kept. (The authors'
+    code rejects ``ceil(rate * N * k)``, a fraction of every entry of the batch: with one
+    positive per row that is ``k / (k - 1)`` times the rate here. Under torchrun each process
+    ranks its own piece of the batch.)"""
+    terms = _rejection(
+        input, target, observed, rejection_rate=rejection_rate, pos_weight=pos_weight
+    )
+    return _reduce(terms, reduction)
+
+
+def _rejection(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    observed: torch.Tensor,
+    *,
+    rejection_rate: float,
+    pos_weight: torch.Tensor | None = None,
+) -> Terms:
+    filled = _filled_checked(input, target, observed)
     _in_range("rejection_rate", rejection_rate, 0.0, 1.0)
     weights = assumed_negative_weights(observed, 1.0, dtype=input.dtype)
     bce = F.binary_cross_entropy_with_logits(input, filled, pos_weight=pos_weight, reduction="none")
     assumed = ~observed & (weights > 0)
     weights = weights.masked_fill(rejected_labels(bce, assumed, rejection_rate), 0.0)
-    return _reduce(torch.where(weights > 0, weights * bce, 0.0), weights, reduction)
+    return torch.where(weights > 0, weights * bce, 0.0), weights
 
 
 def _focused(base: torch.Tensor, gamma: float, log_term: torch.Tensor) -> torch.Tensor:
@@ -204,7 +248,7 @@ def asymmetric_loss_with_logits(
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """ASL: Ridnik et al. 2021, "Asymmetric Loss For Multi-Label Classification", ICCV
-    (https://arxiv.org/abs/2009.14119), equations 3-5 (defaults as there: 0, 4, 0.05).
+    (https://arxiv.org/abs/2009.14119), with its defaults gamma_pos 0, gamma_neg 4, clip 0.05.
 
     ``L = -y (1 - p)^gamma_pos log p - (1 - y) p_m^gamma_neg log(1 - p_m)`` with the shifted
     probability ``p_m = max(p - clip, 0)``: easy negatives are down-weighted and those with
@@ -212,7 +256,23 @@ def asymmetric_loss_with_logits(
     ``assume_negative=True`` also to the unannotated labels of covered rows as negatives (what
     single positive labels need: observed positives alone teach "all positive"). gamma = 0 and
     clip = 0 is BCE. Count: the labels it applies to."""
-    filled = _checked(input, target, observed, reduction)
+    options = {"gamma_pos": gamma_pos, "gamma_neg": gamma_neg, "clip": clip}
+    return _reduce(
+        _asymmetric(input, target, observed, **options, assume_negative=assume_negative), reduction
+    )
+
+
+def _asymmetric(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    observed: torch.Tensor,
+    *,
+    gamma_pos: float = 0.0,
+    gamma_neg: float = 4.0,
+    clip: float = 0.05,
+    assume_negative: bool = False,
+) -> Terms:
+    filled = _filled_checked(input, target, observed)
     _in_range("gamma_pos", gamma_pos, 0.0, math.inf)
     _in_range("gamma_neg", gamma_neg, 0.0, math.inf)
     _in_range("clip", clip, 0.0, 1.0)
@@ -223,4 +283,30 @@ def asymmetric_loss_with_logits(
     log_one_minus_shifted = F.logsigmoid(-input) if clip == 0.0 else torch.log(one_minus_p + clip)
     negative = _focused(torch.sigmoid(input) - clip, gamma_neg, log_one_minus_shifted)
     loss = -(filled * positive + (1.0 - filled) * negative)
-    return _reduce(torch.where(weights > 0, loss, 0.0), weights, reduction)
+    return torch.where(weights > 0, loss, 0.0), weights
+
+
+_TERMS: dict[Callable[..., torch.Tensor], Callable[..., Terms]] = {
+    assume_negative_label_smoothing_bce_with_logits: _label_smoothing,
+    entropy_maximization_loss: _entropy,
+    large_loss_rejection_bce_with_logits: _rejection,
+    asymmetric_loss_with_logits: _asymmetric,
+}
+
+
+def single_positive_loss_term(
+    loss: Callable[..., torch.Tensor],
+    input: torch.Tensor,
+    target: torch.Tensor,
+    observed: torch.Tensor,
+    **options: Any,
+) -> LossTerm:
+    """``LossTerm(sum, count)`` of one of the losses of this module (the function itself, e.g.
+    `entropy_maximization_loss`) with its ``options`` but ``reduction``: what a task's loss
+    returns (`taskmask.tasks.task_loss`, ``Trainer(loss_fns=...)``)."""
+    terms = _TERMS.get(loss)
+    if terms is None:
+        names = ", ".join(fn.__name__ for fn in _TERMS)
+        raise TaskmaskError(f"loss must be one of {names}, got {loss!r}")
+    elementwise, weights = terms(input, target, observed, **options)
+    return LossTerm(elementwise.sum(), weights.sum())
