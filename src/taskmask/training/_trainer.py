@@ -166,7 +166,9 @@ class Trainer:
         ``validation`` given, not a ``validation_split``. While it trains, the linear heads
         at each attach point are one fused parameter pair (`MultiTaskModel.fused_heads`)."""
         with model.fused_heads():
-            return self._fit(model, train, validation=validation, resume=resume)
+            return self._fit(
+                model, train, validation=validation, resume=resume, on_epoch_end=on_epoch_end
+            )
 
     def _fit(
         self,
@@ -175,6 +177,7 @@ class Trainer:
         *,
         validation: MultiTaskData | None,
         resume: bool,
+        on_epoch_end: Callable[[dict[str, float]], None] | None,
     ) -> list[dict[str, float]]:
         config = self.config
         n_observed = train.n_observed()
