@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from taskmask.tasks._task import Task, get_kind, is_custom
+from taskmask.tasks._task import Task
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class HeadGroup:
 
 def is_plain_head(task: Task) -> bool:
     """Whether the task's head is ``nn.Linear(in_features, width)`` (no kind-specific head)."""
-    return not is_custom(task.kind) or get_kind(task.kind).head is None
+    return task.spec.head is None
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ class BatchLoss:
         packable = [
             t
             for t in order
-            if t.kind in ("binary", "multilabel")
+            if t.spec.packs
             and t.missing_labels == "ignore"  # other strategies are not a plain masked BCE
             and t.name not in loss_fns
         ]
