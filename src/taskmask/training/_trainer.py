@@ -4,9 +4,8 @@ a checkpoint per epoch (`taskmask.training.checkpoint`), and one process or seve
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from tqdm.auto import tqdm
 
 import taskmask._world as distributed
 from taskmask._world import World, resolve_device
@@ -31,9 +29,11 @@ from taskmask.training import checkpoint
 from taskmask.training._batch_loss import BatchLoss, LossFn
 from taskmask.training._diagnostics import cosine_row, gradient_cosines, task_gradients
 from taskmask.training._early_stopping import EarlyStopping, Stopper
+from taskmask.training._progress import EpochReporter
+from taskmask.training._schedule import LearningRate, Schedule
 from taskmask.weighting import Weighting, make_weighting
 
-__all__ = ["EarlyStopping", "LossFn", "TrainConfig", "Trainer", "resolve_device"]
+__all__ = ["EarlyStopping", "LossFn", "Schedule", "TrainConfig", "Trainer", "resolve_device"]
 
 
 class TrainConfig(BaseModel):
@@ -48,6 +48,9 @@ class TrainConfig(BaseModel):
     under bfloat16 autocast (losses, metrics, weights and optimiser stay float32).
     ``checkpoint_dir``: where to write a checkpoint at the end of every epoch (None: none;
     see `taskmask.training.checkpoint`); ``Trainer.fit(..., resume=True)`` continues from it.
+    ``scheduler``: a learning-rate `Schedule` (None: ``lr`` throughout); the history's ``lr``
+    is the rate of each epoch. ``progress``: a bar (None: when stderr is a terminal); without
+    one, the ``taskmask`` logger gets a line every ``log_every`` epochs.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -56,6 +59,7 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(default=256, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(default=1e-3, gt=0.0)
+    scheduler: Schedule | None = None
     weight_decay: float = Field(default=0.0, ge=0.0)
     momentum: float = Field(default=0.9, ge=0.0)
     clip_norm: float | None = Field(default=None, gt=0.0)
@@ -67,6 +71,7 @@ class TrainConfig(BaseModel):
     train_metrics: bool = True
     conflict_batches: int = Field(default=0, ge=0)
     progress: bool | None = None
+    log_every: int = Field(default=1, ge=1)
     device: str = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     checkpoint_dir: Path | None = None
@@ -123,6 +128,7 @@ class _Session:
     plan: BatchLoss
     world: World
     generator: torch.Generator
+    schedule: LearningRate | None = None
 
 
 class Trainer:
@@ -181,16 +187,23 @@ class Trainer:
         validation = plan.pack(validation.to(world.device)) if validation is not None else None
         stopper = Stopper(config.early_stopping, validation is not None)
         sizes = {"train": len(train), "validation": 0 if validation is None else len(validation)}
-        done, stopped = self._resume(session, stopper, sizes) if resume else (0, False)
+        reporter = EpochReporter(
+            epochs=config.epochs,
+            show_bar=config.progress,
+            log_every=config.log_every,
+            monitor=config.early_stopping.monitor if config.early_stopping else None,
+            enabled=world.is_main,
+        )
+        done, stopped = self._resume(session, stopper, sizes, reporter) if resume else (0, False)
         if not world.agree(done):
             raise TaskmaskError(
                 "the processes resumed from different epochs: under torchrun every rank needs "
                 "the same checkpoint directory (shared storage, or a copy on each machine)"
             )
         session.net = world.wrap(model)
-        for epoch in self._epochs(world, done, stopped):
+        for epoch in reporter.epochs_of(done, done if stopped else config.epochs):
             start = time.perf_counter()
-            row = {"epoch": float(epoch)}
+            row = {"epoch": float(epoch), "lr": float(session.optimizer.param_groups[0]["lr"])}
             row.update(self._train_epoch(session, batches))
             world.broadcast(model.buffers())  # e.g. batch-norm statistics: rank 0's
             if validation is not None:
@@ -198,9 +211,13 @@ class Trainer:
             row["seconds"] = time.perf_counter() - start
             self.history.append(row)
             stopped = stopper.update(row, model)
+            if session.schedule is not None:
+                session.schedule.step(row)
             self._save_checkpoint(session, epoch, stopped, stopper, sizes)
+            reporter.end_epoch(row, stopped=stopped)
             if stopped:
-                break
+                reporter.event(stopper.stop_message(epoch, restored=stopper.restore(model)))
+                return self.history
         stopper.restore(model)
         return self.history
 
@@ -213,26 +230,11 @@ class Trainer:
         self.weighting = weighting
         optimizer = _optimizer(self.config, [*model.parameters(), *weighting.parameters()])
         plan = self._plan(model, world.device)
-        return _Session(model, model, optimizer, weighting, plan, world, generator)
-
-    def _epochs(self, world: World, done: int, stopped: bool) -> Iterable[int]:
-        """Epochs ``done + 1 ...`` (none if the resumed run had stopped early), with a progress
-        bar on rank 0 whose postfix shows the last row's losses."""
-        show = self.config.progress if self.config.progress is not None else sys.stderr.isatty()
-        last = done if stopped else self.config.epochs
-        bar = tqdm(
-            range(done + 1, last + 1),
-            initial=done,
-            total=self.config.epochs,
-            disable=not (show and world.is_main),
-            desc="train",
-            unit="epoch",
+        scheduler = self.config.scheduler
+        schedule = (
+            None if scheduler is None else LearningRate(scheduler, optimizer, self.config.epochs)
         )
-        for epoch in bar:
-            yield epoch
-            bar.set_postfix(
-                {k: f"{v:.4g}" for k, v in self.history[-1].items() if k.endswith("/loss")}
-            )
+        return _Session(model, model, optimizer, weighting, plan, world, generator, schedule)
 
     def _train_epoch(self, session: _Session, batches: BatchSource) -> dict[str, float]:
         model, world, weighting = session.model, session.world, session.weighting
@@ -292,7 +294,11 @@ class Trainer:
         return outputs, sums, counts
 
     def _resume(
-        self, session: _Session, stopper: Stopper, sizes: Mapping[str, int]
+        self,
+        session: _Session,
+        stopper: Stopper,
+        sizes: Mapping[str, int],
+        reporter: EpochReporter,
     ) -> tuple[int, bool]:
         """Load the checkpoint; returns its epoch and whether that run had stopped early."""
         directory = self.config.checkpoint_dir
@@ -313,8 +319,13 @@ class Trainer:
         stopper.load_state(
             state.meta["early_stopping"], checkpoint.unprefixed("best.", state.tensors)
         )
+        if session.schedule is not None:
+            session.schedule.load_state(state.meta["scheduler"])
         self.history = [dict(row) for row in state.meta["history"]]
-        return int(state.meta["epoch"]), bool(state.meta["stopped"])
+        epoch, stopped = int(state.meta["epoch"]), bool(state.meta["stopped"])
+        left = "it had stopped early: nothing left to train" if stopped else "resuming"
+        reporter.event(f"{source}: epoch {epoch} of {self.config.epochs} done; {left}")
+        return epoch, stopped
 
     def _save_checkpoint(
         self,
@@ -344,6 +355,7 @@ class Trainer:
                 early_stopping=early_stopping,
                 config=_resumable(self.config),
                 n_samples=dict(sizes),
+                scheduler=None if session.schedule is None else session.schedule.state(),
             )
             checkpoint.save(directory, state)
         session.world.barrier()  # no rank goes on (to resume, say) before the commit
