@@ -185,4 +185,5 @@ def test_schema_has_the_documented_sections() -> None:
         "training",
         "standardize",
         "tune_thresholds",
+        "plugins",
     ]

@@ -33,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskmask._io import atomic_directory
 from taskmask.app.config import RunConfig, format_validation_error, read_yaml
+from taskmask.app.overrides import set_dotted
+from taskmask.app.plugins import import_plugins
 from taskmask.app.runs import train_run
 from taskmask.errors import TaskmaskError
 from taskmask.functional._metrics import Undefined, summary_keys
@@ -76,24 +78,6 @@ def load_compare(path: str | Path) -> CompareConfig:
     return config.model_copy(update={"base": base / config.base, "variants": variants})
 
 
-def _set(raw: dict[str, Any], dotted: str, value: Any, where: str) -> None:
-    parts = dotted.split(".")
-    node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        if isinstance(node, list):
-            matches = [item for item in node if isinstance(item, dict) and item.get("name") == part]
-            if not matches:
-                raise TaskmaskError(f"{where}: no task named {part!r} for {dotted!r}")
-            node = matches[0]
-            continue
-        if not isinstance(node, dict):
-            raise TaskmaskError(f"{where}: {'.'.join(parts[:i])!r} is not a mapping")
-        node = node.setdefault(part, {})
-    if not isinstance(node, dict):
-        raise TaskmaskError(f"{where}: cannot set {dotted!r}")
-    node[parts[-1]] = value
-
-
 def variant_config(
     name: str, variant: Variant, base: Path, *, seed: int, split_seed: int
 ) -> RunConfig:
@@ -107,9 +91,10 @@ def variant_config(
         raise TaskmaskError(f"{where}: drop_tasks names unknown tasks {unknown}")
     raw["tasks"] = [t for t in raw.get("tasks", []) if t.get("name") not in variant.drop_tasks]
     for dotted, value in variant.set.items():
-        _set(raw, dotted, value, where)
-    _set(raw, "training.seed", seed, where)
-    _set(raw, "data.split_seed", split_seed, where)
+        set_dotted(raw, dotted, value, where)
+    set_dotted(raw, "training.seed", seed, where)
+    set_dotted(raw, "data.split_seed", split_seed, where)
+    import_plugins(raw, path)
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as error:
@@ -145,7 +130,7 @@ def run_comparison(
     config: CompareConfig,
     out_dir: Path,
     *,
-    progress: bool = False,
+    progress: bool | None = False,
     report: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Train every variant with every seed; write the results (see the module docstring)."""

@@ -19,6 +19,8 @@ tasks:                      # each entry: the fields of `taskmask.Task`, plus wh
 model:
   trunk: {hidden: [64, 64], dropout: 0.1}   # `taskmask.MLPConfig`; `type: cnn1d` / `cnn2d` for CNNs
 training: {epochs: 20, lr: 0.01, batch_size: 256, seed: 0}    # `taskmask.TrainConfig`
+#   scheduler: {type: cosine, warmup_epochs: 2}    # `taskmask.training.Schedule`
+plugins: [my_kinds]         # modules imported first, e.g. to register task kinds
 standardize: true           # per feature (true, "feature") or per channel ("channel") scaling
 tune_thresholds: false      # fit per-label thresholds (max F1) on the validation data
 ```
@@ -45,6 +47,8 @@ from pydantic import (
     model_validator,
 )
 
+from taskmask.app.overrides import apply_overrides
+from taskmask.app.plugins import import_plugins
 from taskmask.data.chem import SmilesFeatures
 from taskmask.errors import TaskmaskError
 from taskmask.model._trunks import MLPConfig, TrunkConfig
@@ -212,6 +216,7 @@ class RunConfig(BaseModel):
     training: TrainConfig = TrainConfig()
     standardize: bool | Literal["feature", "channel"] = True
     tune_thresholds: bool = False
+    plugins: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -293,14 +298,17 @@ def yaml_problem(error: yaml.YAMLError) -> str:
     return " ".join(str(error).split())
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a run config; data paths come back absolute (see `DataConfig`)."""
+def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a run config, set ``overrides`` (``KEY=VALUE``, `taskmask.app.overrides`), import
+    its ``plugins``, validate it; data paths come back absolute (see `DataConfig`)."""
     path = Path(path)
-    raw = read_yaml(path)
+    raw = apply_overrides(read_yaml(path), overrides)
+    source = f"{path} (with --set {' '.join(overrides)})" if overrides else path
+    import_plugins(raw, source)
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as error:
-        raise TaskmaskError(format_validation_error(error, source=path, raw=raw)) from None
+        raise TaskmaskError(format_validation_error(error, source=source, raw=raw)) from None
     return config.model_copy(update={"data": config.data.resolved(path.parent)})
 
 

@@ -15,6 +15,7 @@ removed once the run directory is written. Under torchrun only rank 0 writes fil
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ CO_OBSERVED_FILE = "co_observed.csv"
 
 CHECKPOINT_SUFFIX = ".checkpoint"
 
+logger = logging.getLogger("taskmask")
+
 Metrics = dict[str, dict[str, MetricValue]]
 
 
@@ -59,13 +62,14 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir.with_name(run_dir.name + CHECKPOINT_SUFFIX)
 
 
-def resumed_config(run_dir: Path) -> RunConfig:
-    """The config that the interrupted run ``run_dir`` was started with."""
+def resumed_config(run_dir: Path, *, overrides: Sequence[str] = ()) -> RunConfig:
+    """The config that the interrupted run ``run_dir`` was started with (and ``overrides``,
+    ``KEY=VALUE``: only settings that may change on resume, such as ``training.epochs``)."""
     path = checkpoint_dir(run_dir) / CONFIG_FILE
     if not path.is_file():
         why = "it has finished" if (Path(run_dir) / CONFIG_FILE).is_file() else "none started"
         raise TaskmaskError(f"{path}: not found; there is no interrupted run to resume ({why})")
-    return load_config(path)
+    return load_config(path, overrides=overrides)
 
 
 @dataclass
@@ -166,7 +170,8 @@ def train_run(
 ) -> TrainRun:
     """Read every file, check every label, train, then write run directory ``out_dir``
     atomically (replacing it). Nothing is written when anything fails before training.
-    ``report`` receives the training data's label coverage before training starts.
+    ``report`` receives the training data's label coverage before training starts; rows
+    that could not be featurised are a warning of the ``taskmask`` logger.
     ``checkpoints``: keep a checkpoint per epoch in `checkpoint_dir` (``out_dir``); ``resume``:
     continue from the checkpoint there if an epoch was saved, else start over. With
     ``data.stream`` the training data is streamed (`taskmask.data`), never read whole."""
@@ -184,10 +189,10 @@ def train_run(
         for name, path in (("validation", data.validation), ("test", data.test))
         if path is not None
     }
-    if report is not None and distributed.is_main():
+    if distributed.is_main():
         for part in (train, *others.values()):
             if part is not None and part.left_out:
-                report(f"{part.path}: {left_out_report(part)}")
+                logger.warning("%s: %s", part.path, left_out_report(part))
     if streamed is not None:
         tasks, shape = streamed.tasks, streamed.input_shape
     else:
@@ -272,8 +277,13 @@ def _streamed_coverage(source: ParquetSource, *, standardize: bool) -> Coverage:
 
 
 def open_run(run_dir: Path) -> tuple[RunConfig, MultiTaskModel]:
-    model = load_model(run_dir)
-    return load_config(Path(run_dir) / CONFIG_FILE), model
+    """The run's config (its plugins imported first: they may register the model's kinds)
+    and its model."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        load_model(run_dir)  # the model files' problem first, if they have one
+    config = load_config(path)
+    return config, load_model(run_dir)
 
 
 def read_for_model(
@@ -299,3 +309,29 @@ def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` (no index) to ``path`` through a temporary file and `os.replace`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+TABLE_WRITERS: dict[str, Callable[[pd.DataFrame, Path], object]] = {
+    ".csv": lambda frame, tmp: frame.to_csv(tmp, index=False),
+    ".parquet": lambda frame, tmp: frame.to_parquet(tmp, index=False),
+    ".json": lambda frame, tmp: frame.to_json(tmp, orient="records", indent=1),
+}
+"""How `write_table` writes each file suffix (JSON: a list of one object per row)."""
+
+
+def table_writer(path: Path) -> Callable[[pd.DataFrame, Path], object]:
+    """How to write ``path``; `TaskmaskError` naming it if its suffix is not a known format."""
+    writer = TABLE_WRITERS.get(Path(path).suffix.lower())
+    if writer is None:
+        raise TaskmaskError(
+            f"{path}: unknown output format {Path(path).suffix or '(no suffix)'!r}; expected a "
+            f"file ending in {', '.join(TABLE_WRITERS)}, or - for CSV on stdout"
+        )
+    return writer
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` atomically in the format its suffix names (`TABLE_WRITERS`)."""
+    writer = table_writer(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda tmp: writer(frame, tmp))
