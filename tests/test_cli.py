@@ -114,7 +114,7 @@ def test_train_prints_metrics_and_writes_a_complete_run_directory(trained: Train
     run = trained.run
     names = {p.name for p in run.iterdir()}
     expected = {"model.safetensors", "model.json", "config.yaml", "metrics.json", "history.csv"}
-    assert expected | {"plots", "coverage.csv", "co_observed.csv"} == names
+    assert expected | {"plots", "coverage.csv", "co_observed.csv", "README.md"} == names
     # diagnostics on stderr: the coverage, then a line per epoch (no terminal), then the run
     err = trained.err
     assert err.index("label coverage over") < err.index("epoch 1/2  train/loss ")
@@ -127,7 +127,7 @@ def test_train_prints_metrics_and_writes_a_complete_run_directory(trained: Train
     assert coverage.loc[("tox", "tox"), "n_observed"] == co_observed.loc["tox", "tox"]
     assert len(pd.read_csv(run / "history.csv")) == SMALL_TRAINING["epochs"]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) == {"validation", "test"}
+    assert set(metrics) == {"validation", "test", "undefined"}
     assert set(metrics["test"]) == {"tox", "scene", "colour", "age"}
     assert metrics["test"]["tox"]["n_observed"] == pytest.approx(
         make_table(40, seed=1)["tox"].notna().sum()
@@ -157,12 +157,18 @@ def test_evaluate_prints_a_table_and_json(
     assert any(line.split()[:2] == ["tox", "accuracy"] for line in lines)
     code, out, _ = run_cli(capsys, "evaluate", run, "--data", workdir / "test.csv", "--json")
     assert code == 0
-    metrics = json.loads(out)
-    assert metrics == json.loads((run / "metrics.json").read_text())["test"]
+    document = json.loads(out)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert set(document) == {"data", "undefined"}  # the layout of metrics.json, part "data"
+    assert document["data"] == saved["test"]
+    assert document["undefined"].get("data", {}) == saved["undefined"].get("test", {})
+    metrics = document["data"]
     for task in ("tox", "scene", "colour"):
         for key, value in metrics[task].items():
             if key.split("/")[0] in ("accuracy", "f1_macro", "roc_auc_macro", "roc_auc"):
-                assert isinstance(value, dict) or 0.0 <= value <= 1.0
+                assert value is None or 0.0 <= value <= 1.0
+            if value is None:
+                assert document["undefined"]["data"][task][key]
 
 
 def test_predict_writes_one_column_per_output(

@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 from taskmask._version import __version__
 from taskmask._world import is_main
 from taskmask.app.config import RunConfig, format_validation_error, load_config, yaml_problem
+from taskmask.app.run_report import metrics_document
 from taskmask.app.runs import (
     checkpoint_dir,
     left_out_report,
@@ -39,7 +41,7 @@ from taskmask.app.runs import (
 )
 from taskmask.data.tables import Dataset
 from taskmask.errors import TaskmaskError
-from taskmask.functional._metrics import MetricValue, Undefined, summary_keys, to_jsonable
+from taskmask.functional._metrics import MetricValue, Undefined, summary_keys
 from taskmask.predict import predict, predictions_frame
 
 EXIT_BAD_INPUT = 2
@@ -113,6 +115,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         report=logger.info,
         checkpoints=True,
         resume=args.resume is not None,
+        command=args.command_line,
     )
     if is_main():
         for part, metrics in run.metrics.items():
@@ -127,8 +130,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _report_left_out(part)
     metrics = part_metrics(model, part)
     if args.json:
-        jsonable = {task: to_jsonable(values) for task, values in metrics.items()}
-        print(json.dumps(jsonable, indent=2), file=sys.stdout)
+        print(json.dumps(metrics_document({"data": metrics}), indent=2), file=sys.stdout)
     else:
         print(format_metrics(metrics), file=sys.stdout)
     return 0
@@ -340,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
+    args.command_line = shlex.join(["taskmask", *(sys.argv[1:] if argv is None else argv)])
     try:
         with _logging(args):
             code: int = args.handler(args)

@@ -47,6 +47,7 @@ from pydantic import (
     model_validator,
 )
 
+from taskmask.app.applicable import applicable
 from taskmask.app.overrides import apply_overrides
 from taskmask.app.plugins import import_plugins
 from taskmask.data.chem import SmilesFeatures
@@ -249,7 +250,8 @@ class RunConfig(BaseModel):
         return self.training.model_copy(update={"progress": progress})
 
     def resolved(self, tasks: Sequence[Task]) -> RunConfig:
-        """This config with each task's column and its label (or class) names filled in."""
+        """This config with each task's column and its label (or class) names filled in, and
+        the seed of the validation split."""
         by_name = {task.name: task for task in tasks}
         specs = []
         for spec in self.tasks:
@@ -259,10 +261,15 @@ class RunConfig(BaseModel):
             if spec.labels is None and spec.kind != "binary":
                 update["labels"] = by_name[spec.name].output_names
             specs.append(spec.model_copy(update=update))
-        return self.model_copy(update={"tasks": tuple(specs)})
+        data = self.data
+        if data.split_seed is None and data.split_fraction:
+            data = data.model_copy(update={"split_seed": self.training.seed})
+        return self.model_copy(update={"tasks": tuple(specs), "data": data})
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """The settings that apply (`taskmask.app.applicable`), as YAML that loads back to
+        this config."""
+        return yaml.safe_dump(applicable(self.model_dump(mode="json")), sort_keys=False)
 
 
 def _as_tuple(source: str | tuple[str, ...]) -> tuple[str, ...]:

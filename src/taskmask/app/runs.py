@@ -1,10 +1,11 @@
 """Training runs from a run config: read and check every file, train, write the run directory.
 
 A run directory holds ``model.safetensors`` + ``model.json``, the resolved ``config.yaml``
-(absolute data paths, label and class names filled in), ``metrics.json``
-(``{"validation"|"test": {task: {metric: value}}}``), ``history.csv``, ``plots/*.png`` and the
-training labels' coverage (``coverage.csv``, ``co_observed.csv``). It is written atomically:
-nothing is left behind when anything fails.
+(absolute data paths, label and class names filled in, only the settings that apply),
+``metrics.json`` (`taskmask.app.run_report`), ``history.csv``, ``plots/*.png``, the
+training labels' coverage (``coverage.csv``, ``co_observed.csv``) and a model card,
+``README.md``; ``docs/run_directory.md`` describes each. It is written atomically: nothing is
+left behind when anything fails.
 
 With ``checkpoints=True`` (as ``taskmask train`` runs) the run keeps a checkpoint of every
 epoch in the sibling directory ``RUN_DIR.checkpoint`` (`checkpoint_dir`), with the run's
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +31,14 @@ import taskmask._world as distributed
 from taskmask._io import atomic_directory, write_atomically
 from taskmask.api import FitResult, evaluate, fit, resolve_tasks
 from taskmask.app.config import RunConfig, load_config
+from taskmask.app.run_report import metrics_document, model_card
 from taskmask.data._coverage import Coverage, label_coverage
 from taskmask.data._memory import MultiTaskData, make_data, split
 from taskmask.data._streaming import ParquetSource
 from taskmask.data.auxiliary import auxiliary_targets
 from taskmask.data.tables import Dataset, read_dataset
 from taskmask.errors import TaskmaskError
-from taskmask.functional._metrics import MetricValue, to_jsonable
+from taskmask.functional._metrics import MetricValue
 from taskmask.model._model import MultiTaskModel
 from taskmask.persistence import load_model, write_model_files
 from taskmask.predict import tune_thresholds
@@ -44,6 +47,7 @@ from taskmask.training import checkpoint
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
+README_FILE = "README.md"
 HISTORY_FILE = "history.csv"
 PLOTS_DIR = "plots"
 COVERAGE_FILE = "coverage.csv"
@@ -80,6 +84,8 @@ class TrainRun:
     config: RunConfig
     metrics: dict[str, Metrics]
     coverage: Coverage
+    seconds: float = 0.0  # wall time, from reading the files to the end of training
+    command: str | None = None
 
 
 def _rows_of(shape: Sequence[int]) -> str:
@@ -131,14 +137,33 @@ def _write_run(directory: Path, run: TrainRun, *, plots: bool) -> None:
     run.coverage.labels.to_csv(directory / COVERAGE_FILE, index=False)
     run.coverage.co_observed.to_csv(directory / CO_OBSERVED_FILE)
     (directory / CONFIG_FILE).write_text(run.config.to_yaml(), encoding="utf-8")
-    metrics = {
-        part: {task: to_jsonable(values) for task, values in by_task.items()}
-        for part, by_task in run.metrics.items()
-    }
-    (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    metrics = json.dumps(metrics_document(run.metrics), indent=2) + "\n"
+    (directory / METRICS_FILE).write_text(metrics, encoding="utf-8")
     run.fit.history.to_csv(directory / HISTORY_FILE, index=False)
+    (directory / README_FILE).write_text(_card(run), encoding="utf-8")
     if plots:
         plot_history(run.fit.history, directory / PLOTS_DIR)
+
+
+def _card(run: TrainRun) -> str:
+    data = run.config.data
+    split = (
+        f"Validation: {data.split_fraction:.0%} of the training rows (split seed "
+        f"{data.split_seed})."
+        if data.validation is None and data.split_fraction
+        else None
+    )
+    return model_card(
+        tasks=[t for t in run.fit.model.tasks if not t.auxiliary],
+        files={"train": data.train, "validation": data.validation, "test": data.test},
+        metrics=run.metrics,
+        history=run.fit.history,
+        epochs=run.config.training.epochs,
+        best_epoch=run.fit.trainer.best_epoch,
+        seconds=run.seconds,
+        command=run.command,
+        split=split,
+    )
 
 
 def read_with_generated(
@@ -167,13 +192,15 @@ def train_run(
     plots: bool = True,
     checkpoints: bool = False,
     resume: bool = False,
+    command: str | None = None,
 ) -> TrainRun:
     """Read every file, check every label, train, then write run directory ``out_dir``
     atomically (replacing it). Nothing is written when anything fails before training.
     ``report`` receives the training data's label coverage before training starts; rows
     that could not be featurised are a warning of the ``taskmask`` logger.
     ``checkpoints``: keep a checkpoint per epoch in `checkpoint_dir` (``out_dir``); ``resume``:
-    continue from the checkpoint there if an epoch was saved, else start over. With
+    continue from the checkpoint there if an epoch was saved, else start over. ``command``
+    (the command line that started the run) goes into the model card. With
     ``data.stream`` the training data is streamed (`taskmask.data`), never read whole."""
     if checkpoints and config.training.checkpoint_dir is not None:
         raise TaskmaskError(
@@ -181,6 +208,7 @@ def train_run(
             "beside its run directory; leave training.checkpoint_dir out of the config"
         )
     directory = checkpoint_dir(out_dir) if checkpoints else config.training.checkpoint_dir
+    start = time.perf_counter()
     data = config.data
     streamed = _stream_source(config) if data.stream else None
     train = read_with_generated(config, data.train) if streamed is None else None
@@ -246,7 +274,8 @@ def train_run(
     metrics: dict[str, Metrics] = {
         name: part_metrics(model, others[name]) for name in ("validation", "test") if name in others
     }
-    run = TrainRun(result, config.resolved(model.tasks), metrics, coverage)
+    seconds = time.perf_counter() - start
+    run = TrainRun(result, config.resolved(model.tasks), metrics, coverage, seconds, command)
     if distributed.is_main():
         atomic_directory(Path(out_dir), lambda tmp: _write_run(tmp, run, plots=plots))
         if checkpoints and directory is not None:

@@ -151,6 +151,7 @@ class Trainer:
         self.weighting = weighting
         self.loss_fns = dict(loss_fns or {})
         self.history: list[dict[str, float]] = []
+        self.best_epoch: int | None = None  # after `fit`: the epoch whose weights it restored
 
     def fit(
         self,
@@ -216,9 +217,11 @@ class Trainer:
             self._save_checkpoint(session, epoch, stopped, stopper, sizes)
             reporter.end_epoch(row, stopped=stopped)
             if stopped:
-                reporter.event(stopper.stop_message(epoch, restored=stopper.restore(model)))
-                return self.history
-        stopper.restore(model)
+                break
+        restored = stopper.restore(model)
+        self.best_epoch = stopper.best_epoch if restored else None
+        if stopped and self.history:
+            reporter.event(stopper.stop_message(len(self.history), restored=restored))
         return self.history
 
     def _session(self, model: MultiTaskModel, world: World, generator: torch.Generator) -> _Session:
