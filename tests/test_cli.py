@@ -105,7 +105,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 @pytest.fixture
 def no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skip drawing (about a second per PNG on a busy machine) where no test looks at it."""
-    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir, **_: [])
 
 
 def test_train_prints_metrics_and_writes_a_complete_run_directory(trained: Trained) -> None:
@@ -262,7 +262,7 @@ def test_an_existing_run_dir_is_kept_unless_overwrite(
 def test_a_failure_while_writing_leaves_no_run_dir(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*_: Any) -> None:
+    def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr("taskmask.app.plots.plot_history", broken)

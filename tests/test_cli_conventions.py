@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def test_bad_overrides_name_the_key(
 def test_set_trains_with_the_override(
     workdir_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir, **_: [])
     out = workdir_config.parent / "run"
     argv = ["train", "--config", workdir_config, "--out", out, "--set", "training.epochs=3"]
     code, _, err = run_cli(capsys, *argv, "--set", "training.log_every=2")
@@ -155,7 +156,7 @@ def test_set_trains_with_the_override(
 def test_verbose_adds_debug_lines_and_quiet_keeps_stderr_empty(
     workdir_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir, **_: [])
     plugin = workdir_config.parent / "quiet_plugin.py"
     plugin.write_text("IMPORTED = True\n")
     monkeypatch.syspath_prepend(str(plugin.parent))
@@ -206,7 +207,7 @@ taskmask.register_kind(
 def test_plugins_register_user_kinds_for_train_and_predict(
     workdir_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir, **_: [])
     directory = workdir_config.parent
     (directory / "my_kinds_plugin.py").write_text(KIND_PLUGIN)
     monkeypatch.syspath_prepend(str(directory))
@@ -242,3 +243,13 @@ def test_overrides_leave_the_raw_config_alone() -> None:
     raw = {"training": {"lr": 0.1}}
     assert apply_overrides(raw, ["training.lr=0.2"]) == {"training": {"lr": 0.2}}
     assert raw == {"training": {"lr": 0.1}}
+
+
+def test_every_file_of_a_run_directory_is_documented(trained: Trained) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "run_directory.md").read_text()
+    documented = set(re.findall(r"^\| `([^`]+)` \|", page, flags=re.MULTILINE))
+    for path in trained.run.rglob("*"):
+        if path.is_file():
+            name = path.relative_to(trained.run).as_posix()
+            generic = re.sub(r"^plots/task_.*\.png$", "plots/task_TASK.png", name)
+            assert generic in documented, name

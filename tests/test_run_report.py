@@ -94,7 +94,7 @@ def test_the_resolved_config_shows_what_applies_and_loads_back(tmp_path: Path) -
 def test_the_model_card_says_what_was_trained_and_how_well(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir, **_: [])
     make_table().to_csv(tmp_path / "train.csv", index=False)
     training = {"epochs": 30, "lr": 0.5, "early_stopping": {"patience": 1, "min_delta": 0.3}}
     path = write_config(tmp_path, config_dict(training=config_dict()["training"] | training))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -38,6 +38,9 @@ from taskmask.app.plugins import import_plugins
 from taskmask.app.runs import train_run
 from taskmask.errors import TaskmaskError
 from taskmask.functional._metrics import Undefined, summary_keys
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn
+    from matplotlib.figure import Figure
 
 
 class Variant(BaseModel):
@@ -190,19 +193,35 @@ def to_markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_comparison(summary: pd.DataFrame, path: Path) -> Path:
-    """One panel per task and metric: a bar per variant with its standard deviation."""
+def plot_comparison(summary: pd.DataFrame, path: Path, *, columns: int = 3) -> Path:
+    """A grid of panels, one per task and metric (``columns`` a row): each variant's mean over
+    seeds with its standard deviation as an error bar, on a y axis zoomed to the values (a
+    panel of 0.98 against 1.00 shows the difference)."""
+    comparison_figure(summary, columns=columns).savefig(path, dpi=100)
+    return path
+
+
+def comparison_figure(summary: pd.DataFrame, *, columns: int = 3) -> Figure:
+    """The figure `plot_comparison` saves."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     panels = list(dict.fromkeys(zip(summary["task"], summary["metric"], strict=True)))
-    figure = Figure(figsize=(4 * len(panels), 3.5), layout="constrained")
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(4.2 * columns, 3.4 * rows), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (task, metric) in zip(axes, panels, strict=True):
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for ax, (task, metric) in zip(grid.flat, panels, strict=False):
         part = summary[(summary["task"] == task) & (summary["metric"] == metric)]
-        ax.bar(part["variant"], part["mean"], yerr=part["std"].fillna(0.0), capsize=4)
-        ax.set_title(f"{task}: {metric}")
-        ax.tick_params(axis="x", labelrotation=30)
-    figure.savefig(path, dpi=100)
-    return path
+        x = range(len(part))
+        ax.errorbar(x, part["mean"], yerr=part["std"].fillna(0.0), fmt="o", capsize=4)
+        ax.set_xticks(list(x), list(part["variant"]), rotation=30, ha="right")
+        ax.set_xlim(-0.5, len(part) - 0.5)
+        ax.margins(y=0.15)
+        ax.set_title(task)
+        ax.set_ylabel(metric)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(grid.flat)[len(panels) :]:
+        ax.set_visible(False)
+    return figure

@@ -142,7 +142,7 @@ def _write_run(directory: Path, run: TrainRun, *, plots: bool) -> None:
     run.fit.history.to_csv(directory / HISTORY_FILE, index=False)
     (directory / README_FILE).write_text(_card(run), encoding="utf-8")
     if plots:
-        plot_history(run.fit.history, directory / PLOTS_DIR)
+        plot_history(run.fit.history, directory / PLOTS_DIR, best_epoch=run.fit.trainer.best_epoch)
 
 
 def _card(run: TrainRun) -> str:
