@@ -21,15 +21,14 @@ from taskmask.data._batches import BatchSource, InMemoryBatches
 from taskmask.data._memory import MultiTaskData, split
 from taskmask.data._streaming import StreamedData
 from taskmask.errors import TaskmaskError
-from taskmask.functional._metrics import metric_as_float
 from taskmask.model._model import MultiTaskModel, raw_outputs
-from taskmask.tasks._metrics import task_metrics
 from taskmask.tasks._task import Task
 from taskmask.training import checkpoint
 from taskmask.training._batch_loss import BatchLoss, LossFn
 from taskmask.training._diagnostics import cosine_row, gradient_cosines, task_gradients
 from taskmask.training._early_stopping import EarlyStopping, Stopper
 from taskmask.training._progress import EpochReporter
+from taskmask.training._rows import kept_metrics, loss_row, metric_row
 from taskmask.training._schedule import LearningRate, Schedule
 from taskmask.weighting import Weighting, make_weighting
 
@@ -255,9 +254,9 @@ class Trainer:
                 kept.append((batch, {k: v.detach() for k, v in outputs.items()}))
         epoch_losses = (sums / counts.clamp(min=1)).float()
         used = weighting.current_weights()  # the weights this epoch trained with
-        row = _loss_row("train", model.tasks, epoch_losses, used)
+        row = loss_row("train", model.tasks, epoch_losses, used)
         if kept:
-            row.update(_kept_metrics("train", session, kept))
+            row.update(kept_metrics("train", model.tasks, session.plan, session.world, kept))
         for task, weight in zip(model.tasks, used.tolist(), strict=True):
             row[f"weight/{task.name}"] = weight
         weighting.end_epoch(epoch_losses)
@@ -398,56 +397,12 @@ class Trainer:
         sums, counts = plan(outputs, data)
         losses = torch.where(counts > 0, sums / counts.clamp(min=1), float("nan"))
         weights = self.weighting.current_weights() if self.weighting is not None else None
-        row = _loss_row(prefix, model.tasks, losses, weights)
+        row = loss_row(prefix, model.tasks, losses, weights)
         labels = {n: (e.target, e.observed) for n, e in plan.unpack(data.labels).items()}
-        row.update(_metric_row(prefix, model.tasks, outputs, labels))
+        row.update(metric_row(prefix, model.tasks, outputs, labels))
         return row
 
 
 def _resumable(config: TrainConfig) -> dict[str, Any]:
     """The settings a checkpoint records, to check that a resumed run is the same run."""
     return config.model_dump(mode="json", fallback=repr)
-
-
-def _kept_metrics(
-    prefix: str, session: _Session, kept: list[tuple[MultiTaskData, dict[str, torch.Tensor]]]
-) -> dict[str, float]:
-    """Metrics over the outputs an epoch computed, on every process's pieces of its batches."""
-    gather = session.world.gather_rows
-    tasks = session.model.tasks
-    outputs = {t.name: gather(torch.cat([o[t.name] for _, o in kept])) for t in tasks}
-    seen = [session.plan.unpack(b.labels) for b, _ in kept]
-    labels = {
-        name: (
-            gather(torch.cat([s[name].target for s in seen])),
-            gather(torch.cat([s[name].observed for s in seen])),
-        )
-        for name in seen[0]
-    }
-    return _metric_row(prefix, tasks, outputs, labels)
-
-
-def _loss_row(
-    prefix: str, tasks: tuple[Task, ...], losses: torch.Tensor, weights: torch.Tensor | None
-) -> dict[str, float]:
-    row = {f"{prefix}/{t.name}/loss": float(v) for t, v in zip(tasks, losses.tolist(), strict=True)}
-    w = weights.cpu() if weights is not None else torch.tensor([t.weight for t in tasks])
-    defined = ~torch.isnan(losses.cpu())
-    row[f"{prefix}/loss"] = float((w * torch.where(defined, losses.cpu(), 0.0)).sum())
-    return row
-
-
-def _metric_row(
-    prefix: str,
-    tasks: tuple[Task, ...],
-    outputs: Mapping[str, torch.Tensor],
-    labels: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-) -> dict[str, float]:
-    row: dict[str, float] = {}
-    for task in tasks:
-        if task.name not in labels:
-            continue
-        target, observed = labels[task.name]
-        metrics = task_metrics(task, outputs[task.name], target, observed)
-        row.update({f"{prefix}/{task.name}/{k}": metric_as_float(v) for k, v in metrics.items()})
-    return row
