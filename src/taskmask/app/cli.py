@@ -1,4 +1,5 @@
-"""The ``taskmask`` command line: ``train``, ``evaluate``, ``predict``, ``compare``, ``demo``.
+"""The ``taskmask`` command line: ``train``, ``evaluate``, ``predict``, ``export``, ``compare``,
+``demo``.
 
 An adapter over the Python API (`taskmask.app.runs`, `taskmask.predict`) with no training logic of
 its own; what a run directory holds is described in `taskmask.app.runs`. Results (metrics
@@ -42,6 +43,7 @@ from taskmask.app.runs import (
 from taskmask.data.tables import Dataset
 from taskmask.errors import TaskmaskError
 from taskmask.functional._metrics import MetricValue, Undefined, summary_keys
+from taskmask.persistence import load_model
 from taskmask.predict import predict, predictions_frame
 
 EXIT_BAD_INPUT = 2
@@ -195,6 +197,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from taskmask.app.export import export_model
+
+    model = load_model(args.run_dir)
+    suffix = ".onnx" if args.format == "onnx" else ".torchscript"
+    out = Path(args.out) if args.out is not None else Path(args.run_dir) / f"model{suffix}"
+    export_model(model, out, format=args.format)
+    logger.info("wrote %s", out)
+    return 0
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
@@ -283,6 +296,20 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", required=True, type=Path, help="the directory to write")
     compare.add_argument("--overwrite", action="store_true", help="replace an existing dir")
     compare.set_defaults(handler=_cmd_compare)
+    export = commands.add_parser(
+        "export",
+        parents=common,
+        help="a run's model as ONNX or TorchScript",
+        description="Export a run's model: input 'input' (N, *input_shape) raw features, one "
+        "output per task (probabilities; values for regression), thresholds and label names "
+        "in the metadata under 'taskmask'. ONNX needs pip install \"taskmask[onnx]\".",
+    )
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    export.add_argument(
+        "--out", type=Path, help="the file to write (default RUN_DIR/model.onnx or .torchscript)"
+    )
+    export.set_defaults(handler=_cmd_export)
     demo = commands.add_parser(
         "demo", parents=common, help="seed 000 reproduced: three losses side by side"
     )
