@@ -186,4 +186,5 @@ def test_schema_has_the_documented_sections() -> None:
         "standardize",
         "tune_thresholds",
         "plugins",
+        "trackers",
     ]

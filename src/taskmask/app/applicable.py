@@ -83,4 +83,6 @@ def applicable(dumped: Mapping[str, Any]) -> dict[str, Any]:
     out["training"] = _training(dumped["training"])
     if not out.get("plugins"):
         out.pop("plugins", None)
+    if not any((out.get("trackers") or {}).values()):
+        out.pop("trackers", None)
     return out

@@ -21,6 +21,7 @@ model:
 training: {epochs: 20, lr: 0.01, batch_size: 256, seed: 0}    # `taskmask.TrainConfig`
 #   scheduler: {type: cosine, warmup_epochs: 2}    # `taskmask.training.Schedule`
 plugins: [my_kinds]         # modules imported first, e.g. to register task kinds
+trackers: {tensorboard: tb} # and/or mlflow: {...}; see `taskmask.app.trackers`
 standardize: true           # per feature (true, "feature") or per channel ("channel") scaling
 tune_thresholds: false      # fit per-label thresholds (max F1) on the validation data
 ```
@@ -50,6 +51,7 @@ from pydantic import (
 from taskmask.app.applicable import applicable
 from taskmask.app.overrides import apply_overrides
 from taskmask.app.plugins import import_plugins
+from taskmask.app.trackers import Trackers
 from taskmask.data.chem import SmilesFeatures
 from taskmask.errors import TaskmaskError
 from taskmask.model._trunks import MLPConfig, TrunkConfig
@@ -218,6 +220,7 @@ class RunConfig(BaseModel):
     standardize: bool | Literal["feature", "channel"] = True
     tune_thresholds: bool = False
     plugins: tuple[str, ...] = ()
+    trackers: Trackers = Trackers()
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -316,7 +319,8 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig
         config = RunConfig.model_validate(raw)
     except ValidationError as error:
         raise TaskmaskError(format_validation_error(error, source=source, raw=raw)) from None
-    return config.model_copy(update={"data": config.data.resolved(path.parent)})
+    data, trackers = config.data.resolved(path.parent), config.trackers.resolved(path.parent)
+    return config.model_copy(update={"data": data, "trackers": trackers})
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

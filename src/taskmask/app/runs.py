@@ -30,8 +30,10 @@ import torch
 import taskmask._world as distributed
 from taskmask._io import atomic_directory, write_atomically
 from taskmask.api import FitResult, evaluate, fit, resolve_tasks
+from taskmask.app.applicable import applicable
 from taskmask.app.config import RunConfig, load_config
 from taskmask.app.run_report import metrics_document, model_card
+from taskmask.app.trackers import report_run
 from taskmask.data._coverage import Coverage, label_coverage
 from taskmask.data._memory import MultiTaskData, make_data, split
 from taskmask.data._streaming import ParquetSource
@@ -280,6 +282,14 @@ def train_run(
         atomic_directory(Path(out_dir), lambda tmp: _write_run(tmp, run, plots=plots))
         if checkpoints and directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
+        report_run(
+            config.trackers,
+            config=applicable(run.config.model_dump(mode="json")),
+            config_yaml=run.config.to_yaml(),
+            history=result.history,
+            metrics=metrics,
+            run_dir=Path(out_dir),
+        )  # after the run is complete: a tracker that fails costs no training
     return run
 
 
