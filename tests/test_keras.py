@@ -403,7 +403,7 @@ def test_from_keras_guide_runs_in_python_and_from_the_cli(
     assert (tmp_path / "runs" / "from-keras" / "model.safetensors").is_file()
     capsys.readouterr()
     assert main(["evaluate", "runs/from-keras", "--data", "test.csv", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["toxic"]["n_observed"] > 0
+    assert json.loads(capsys.readouterr().out)["data"]["toxic"]["n_observed"] > 0
     argv = ["predict", "runs/from-keras", "--data", "test.csv", "--out", "predictions.csv"]
     assert main(argv) == 0
     assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 101
