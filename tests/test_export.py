@@ -97,6 +97,13 @@ def test_the_metadata_names_labels_and_thresholds() -> None:
     ]
 
 
+def test_the_exported_model_is_a_copy(tmp_path: Path) -> None:
+    net = model()
+    net.train()
+    export_model(net, tmp_path / "m.torchscript", format="torchscript")
+    assert net.training  # still in training mode, on its device
+
+
 def test_an_unknown_format_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TaskmaskError, match="unknown export format 'tflite'"):
         export_model(model(), tmp_path / "m", format="tflite")  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ extra (``pip install "taskmask[onnx]"``); TorchScript needs nothing more.
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -109,11 +110,12 @@ def _torchscript(module: nn.Module, example: torch.Tensor, meta: str, tmp: Path)
 
 
 def export_model(model: MultiTaskModel, path: Path, *, format: ExportFormat) -> Path:
-    """Write ``model`` (on the CPU, in eval mode) to ``path`` as ``format``, atomically."""
+    """Write a CPU copy of ``model``, in eval mode, to ``path`` as ``format``, atomically;
+    ``model`` itself is left as it was."""
     if format not in FORMATS:
         raise TaskmaskError(f"unknown export format {format!r}; choose one of {list(FORMATS)}")
     _check(model)
-    model = model.cpu().eval()
+    model = copy.deepcopy(model).cpu().eval()
     module = Probabilities(model).eval()
     example = torch.zeros((2, *model.input_shape))
     meta = json.dumps(metadata(model))
