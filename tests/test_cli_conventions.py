@@ -16,7 +16,7 @@ import yaml
 from test_cli import Trained, config_dict, make_table, run_cli, trained, write_config
 
 from taskmask._version import __version__
-from taskmask.app.cli import EXIT_CODES, build_parser
+from taskmask.app.cli import EXIT_CODES, build_parser, main
 from taskmask.app.config import load_config
 from taskmask.app.overrides import apply_overrides
 from taskmask.errors import TaskmaskError
@@ -253,3 +253,25 @@ def test_every_file_of_a_run_directory_is_documented(trained: Trained) -> None:
             name = path.relative_to(trained.run).as_posix()
             generic = re.sub(r"^plots/task_.*\.png$", "plots/task_TASK.png", name)
             assert generic in documented, name
+
+
+def test_resume_takes_set_for_the_settings_that_may_change(
+    workdir_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that failed once trained (its checkpoint is left), resumed for one epoch more."""
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    out = workdir_config.parent / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr("taskmask.app.plots.plot_history", broken)
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            main(["train", "-q", "--config", str(workdir_config), "--out", str(out)])
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir, **_: [])
+    code, _, err = run_cli(capsys, "train", "--resume", out, "--set", "training.epochs=3")
+    assert code == 0, err
+    assert "epoch 2 of 3 done; resuming" in err and "epoch 3/3  train/loss" in err
+    assert len(pd.read_csv(out / "history.csv")) == 3
+    code, _, err = run_cli(capsys, "train", "--resume", out, "--set", "training.lr=1")
+    assert code == 2 and "no interrupted run to resume (it has finished)" in err

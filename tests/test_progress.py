@@ -68,7 +68,7 @@ def test_early_stopping_says_when_and_which_epoch_it_restored(
     assert last < 30 and epochs == [epoch_line(history[-1], 30, "val/loss")]
     assert event == (
         f"early stopping at epoch {last}: val/loss did not improve by more than 0.5 for 1 "
-        f"epochs; restored the weights of epoch {int(best['epoch'])} "
+        f"epoch; restored the weights of epoch {int(best['epoch'])} "
         f"(val/loss {best['val/loss']:.4g})"
     )
 

@@ -83,7 +83,8 @@ class Stopper:
         """What happened when the run stopped early at ``epoch``."""
         assert self.config is not None
         c = self.config
-        what = f"{c.monitor} did not improve by more than {c.min_delta:g} for {c.patience} epochs"
+        epochs = f"{c.patience} epoch" + ("s" if c.patience > 1 else "")
+        what = f"{c.monitor} did not improve by more than {c.min_delta:g} for {epochs}"
         best = f"epoch {self.best_epoch} ({c.monitor} {self.best:.4g})"
         kept = f"restored the weights of {best}" if restored else f"kept the last; best: {best}"
         return f"early stopping at epoch {epoch}: {what}; {kept}"
