@@ -11,7 +11,7 @@ import pytest
 from test_resume import BASE
 from training_script import train
 
-from taskmask.training._progress import epoch_line
+from taskmask.training._progress import EpochReporter, epoch_line
 
 
 def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -78,3 +78,17 @@ def test_a_line_shows_the_monitored_metric_and_nan() -> None:
     assert epoch_line(row, 10, "val/b/roc_auc") == (
         "epoch 4/10  train/loss 0.5  val/loss nan  val/b/roc_auc 0.9123"
     )
+
+
+def test_the_bar_shows_the_total_losses_only_and_logs_no_lines(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="taskmask")
+    reporter = EpochReporter(epochs=3, show_bar=True, log_every=1, monitor=None, enabled=True)
+    for epoch in reporter.epochs_of(0, 3):
+        row = {"epoch": float(epoch), "train/loss": 0.5, "val/loss": 0.25}
+        row |= {f"train/task{i}/loss": 1.0 for i in range(20)}
+        reporter.end_epoch(row, stopped=False)
+    bar = capsys.readouterr().err.split("\r")[-1]
+    assert "3/3" in bar and "train=0.5, val=0.25" in bar and "task" not in bar
+    assert _lines(caplog) == []

@@ -74,7 +74,8 @@ class EpochReporter:
         final = stopped or epoch == self.last
         if self.enabled and not self.show_bar and (epoch % self.log_every == 0 or final):
             logger.info(epoch_line(row, self.epochs, self.monitor))
-        if final:
+        if final:  # the bar counts this epoch only once the loop asks for the next one
+            self.bar.n = epoch
             self.bar.close()
 
     def event(self, message: str) -> None:
