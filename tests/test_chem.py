@@ -213,8 +213,8 @@ def test_cli_trains_evaluates_and_predicts_from_smiles(tmp_path: Any) -> None:
             ]
         )
     assert code == 0, err.getvalue()
-    assert "2 SMILES could not be featurised" in out.getvalue()
-    assert "row 3: 'not a molecule'" in out.getvalue() and "row 7" in out.getvalue()
+    assert "2 SMILES could not be featurised" in err.getvalue()  # a warning, shown with --quiet
+    assert "row 3: 'not a molecule'" in err.getvalue() and "row 7" in err.getvalue()
     model = load_model(tmp_path / "run")
     assert model.input_shape == (64 + 64 + 1,)
     assert model.feature_names[:2] == ("morgan_0", "morgan_1")
@@ -228,7 +228,7 @@ def test_cli_trains_evaluates_and_predicts_from_smiles(tmp_path: Any) -> None:
                 str(tmp_path / "run"),
                 "--data",
                 str(tmp_path / "train.csv"),
-                "--output",
+                "--out",
                 str(tmp_path / "pred.csv"),
             ]
         )

@@ -105,18 +105,20 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 @pytest.fixture
 def no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skip drawing (about a second per PNG on a busy machine) where no test looks at it."""
-    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir, **_: [])
 
 
 def test_train_prints_metrics_and_writes_a_complete_run_directory(trained: Trained) -> None:
-    assert (trained.code, trained.err) == (0, "")
-    assert "validation metrics" in trained.out and "test metrics" in trained.out
+    assert trained.code == 0 and "error" not in trained.err and "warning" not in trained.err
+    assert trained.out.startswith("validation metrics") and "test metrics" in trained.out
     run = trained.run
     names = {p.name for p in run.iterdir()}
     expected = {"model.safetensors", "model.json", "config.yaml", "metrics.json", "history.csv"}
-    assert expected | {"plots", "coverage.csv", "co_observed.csv"} == names
-    assert "label coverage over" in trained.out
-    assert trained.out.index("label coverage") < trained.out.index("validation metrics")
+    assert expected | {"plots", "coverage.csv", "co_observed.csv", "README.md"} == names
+    # diagnostics on stderr: the coverage, then a line per epoch (no terminal), then the run
+    err = trained.err
+    assert err.index("label coverage over") < err.index("epoch 1/2  train/loss ")
+    assert err.index("epoch 2/2  train/loss ") < err.index(f"wrote {run}")
     coverage = pd.read_csv(run / "coverage.csv").set_index(["task", "label"])
     assert coverage.loc[("tox", "tox"), "n_observed"] == make_table()["tox"].notna().sum()
     co_observed = pd.read_csv(run / "co_observed.csv", index_col=0)
@@ -125,7 +127,7 @@ def test_train_prints_metrics_and_writes_a_complete_run_directory(trained: Train
     assert coverage.loc[("tox", "tox"), "n_observed"] == co_observed.loc["tox", "tox"]
     assert len(pd.read_csv(run / "history.csv")) == SMALL_TRAINING["epochs"]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) == {"validation", "test"}
+    assert set(metrics) == {"validation", "test", "undefined"}
     assert set(metrics["test"]) == {"tox", "scene", "colour", "age"}
     assert metrics["test"]["tox"]["n_observed"] == pytest.approx(
         make_table(40, seed=1)["tox"].notna().sum()
@@ -155,12 +157,18 @@ def test_evaluate_prints_a_table_and_json(
     assert any(line.split()[:2] == ["tox", "accuracy"] for line in lines)
     code, out, _ = run_cli(capsys, "evaluate", run, "--data", workdir / "test.csv", "--json")
     assert code == 0
-    metrics = json.loads(out)
-    assert metrics == json.loads((run / "metrics.json").read_text())["test"]
+    document = json.loads(out)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert set(document) == {"data", "undefined"}  # the layout of metrics.json, part "data"
+    assert document["data"] == saved["test"]
+    assert document["undefined"].get("data", {}) == saved["undefined"].get("test", {})
+    metrics = document["data"]
     for task in ("tox", "scene", "colour"):
         for key, value in metrics[task].items():
             if key.split("/")[0] in ("accuracy", "f1_macro", "roc_auc_macro", "roc_auc"):
-                assert isinstance(value, dict) or 0.0 <= value <= 1.0
+                assert value is None or 0.0 <= value <= 1.0
+            if value is None:
+                assert document["undefined"]["data"][task][key]
 
 
 def test_predict_writes_one_column_per_output(
@@ -169,10 +177,10 @@ def test_predict_writes_one_column_per_output(
     run = trained.run
     workdir = run.parent
     output = tmp_path / "out" / "pred.csv"
-    code, _, err = run_cli(
-        capsys, "predict", run, "--data", workdir / "test.csv", "--output", output
+    code, out, err = run_cli(
+        capsys, "predict", run, "--data", workdir / "test.csv", "--out", output
     )
-    assert (code, err) == (0, "")
+    assert (code, out, err) == (0, "", f"wrote 40 rows x 12 columns to {output}\n")
     frame = pd.read_csv(output, keep_default_na=False)
     assert list(frame.columns) == [
         "tox.prob",
@@ -254,7 +262,7 @@ def test_an_existing_run_dir_is_kept_unless_overwrite(
 def test_a_failure_while_writing_leaves_no_run_dir(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*_: Any) -> None:
+    def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr("taskmask.app.plots.plot_history", broken)
@@ -394,7 +402,7 @@ def test_bad_input_exits_2_naming_the_culprit_before_training(
         (["evaluate", "{run}", "--data", "{dir}/nope.csv"], "nope.csv: file not found"),
         (["evaluate", "{dir}", "--data", "{dir}/test.csv"], "model.json: not found"),
         (["evaluate", "{run}", "--data", "{dir}/bad.csv"], "'colour'"),
-        (["predict", "{run}", "--data", "{dir}/narrow.csv", "--output", "{dir}/p.csv"], "'x2'"),
+        (["predict", "{run}", "--data", "{dir}/narrow.csv", "--out", "{dir}/p.csv"], "'x2'"),
     ],
 )
 def test_evaluate_and_predict_bad_input_exit_2(
@@ -458,7 +466,7 @@ def test_the_example_config_trains_on_the_example_generator(
     raw = yaml.safe_load((examples / "quickstart.yaml").read_text())
     raw["training"] |= {"epochs": 1}
     config = write_config(tmp_path, raw)
-    code, out, err = run_cli(capsys, "train", "--config", config, "--out", tmp_path / "run")
+    code, out, err = run_cli(capsys, "train", "-q", "--config", config, "--out", tmp_path / "run")
     assert "colour" in out
     assert (code, err) == (0, "")
     assert {"toxic", "scene", "colour", "age"} <= set(

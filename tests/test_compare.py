@@ -76,10 +76,12 @@ def test_compare_runs_every_variant_and_seed_on_one_split(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = _write(tmp_path)
-    code = main(["compare", "--config", str(path), "--out", str(tmp_path / "out"), "--quiet"])
-    out = capsys.readouterr().out
+    code = main(["compare", "--config", str(path), "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
     assert code == 0
     assert "| variant |" in out and "heavy_b" in out
+    assert out == (tmp_path / "out" / "summary.md").read_text()  # progress went to stderr
+    assert "static, seed 0" in err and f"wrote {tmp_path / 'out'}" in err
     results = pd.read_csv(tmp_path / "out" / "results.csv")
     assert set(results["variant"]) == {"static", "heavy_b", "only_a"}
     assert set(results["seed"]) == {0, 1}

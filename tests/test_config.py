@@ -186,4 +186,6 @@ def test_schema_has_the_documented_sections() -> None:
         "standardize",
         "tune_thresholds",
         "search",
+        "plugins",
+        "trackers",
     ]

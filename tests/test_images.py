@@ -4,6 +4,7 @@ file named; archives unpacked once; per-channel statistics shaped for the model.
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -293,3 +294,80 @@ def test_real_image_sets_read_with_their_label_files(tmp_path, name, archive, cs
     if name == "utkface_subset":
         assert labels["race"].isna().tolist() == [False, True, True]
         assert labels["gender"].isna().tolist() == [False, False, True]
+
+
+def _member(tar: tarfile.TarFile, name: str, **fields: object) -> None:
+    member = tarfile.TarInfo(name)
+    for key, value in fields.items():
+        setattr(member, key, value)
+    tar.addfile(member, io.BytesIO(b"x") if member.isfile() else None)
+
+
+def _hostile(tmp_path: Path, kind: str) -> Path:
+    archive = tmp_path / f"{kind}.tar"
+    with tarfile.open(archive, "w") as tar:
+        _member(tar, "ok.txt", size=1)
+        if kind == "absolute":
+            _member(tar, str(tmp_path / "outside.txt"), size=1)
+        elif kind == "dotdot":
+            _member(tar, "sub/../../outside.txt", size=1)
+        elif kind == "symlink":
+            _member(tar, "link", type=tarfile.SYMTYPE, linkname="../outside.txt")
+        elif kind == "absolute-symlink":
+            _member(tar, "link", type=tarfile.SYMTYPE, linkname=str(tmp_path / "outside.txt"))
+        elif kind == "hardlink":
+            _member(tar, "link", type=tarfile.LNKTYPE, linkname="../outside.txt")
+        else:
+            _member(tar, "fifo", type=tarfile.FIFOTYPE)
+    return archive
+
+
+@pytest.fixture(params=["filter", "no-filter"])
+def tarfile_flavour(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The tarfile of this Python, and one like 3.11.0-3.11.3's: no extraction filters."""
+    if request.param == "no-filter":
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+        extract = tarfile.TarFile.extractall
+
+        def old_extractall(self, path=".", members=None, *, numeric_owner=False, **kwargs):  # type: ignore[no-untyped-def]
+            if kwargs:  # as on Python < 3.11.4: TypeError on filter=
+                raise TypeError(f"extractall() got an unexpected keyword argument {kwargs}")
+            return extract(self, path, members, numeric_owner=numeric_owner, filter="fully_trusted")
+
+        monkeypatch.setattr(tarfile.TarFile, "extractall", old_extractall)
+    return str(request.param)
+
+
+def test_a_good_archive_extracts_on_every_python(tmp_path: Path, tarfile_flavour: str) -> None:
+    source = tmp_path / "source" / "images"
+    source.mkdir(parents=True)
+    (source / "x.txt").write_text("one")
+    (source / "sub").mkdir()
+    (source / "sub" / "y.txt").write_text("two")
+    (source / "alias").symlink_to("x.txt")
+    os.chmod(source / "x.txt", 0o4775)  # set-uid and group write: dropped on extraction
+    archive = tmp_path / "pack.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(source, arcname="images")
+    target = extract_archive(archive, tmp_path / "cache")
+    assert (target / "images" / "sub" / "y.txt").read_text() == "two"
+    assert (target / "images" / "alias").read_text() == "one"
+    assert (target / "images" / "x.txt").stat().st_mode & 0o7777 == 0o755
+
+
+def test_absolute_names_land_inside_the_folder(tmp_path: Path, tarfile_flavour: str) -> None:
+    target = extract_archive(_hostile(tmp_path, "absolute"), tmp_path / "cache")
+    assert not (tmp_path / "outside.txt").exists()
+    assert (target / str(tmp_path / "outside.txt").lstrip("/")).read_text() == "x"
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "symlink", "absolute-symlink", "hardlink", "fifo"])
+def test_hostile_members_are_refused_on_every_python(
+    tmp_path: Path, tarfile_flavour: str, kind: str
+) -> None:
+    archive = _hostile(tmp_path, kind)
+    with pytest.raises(TaskmaskError, match="not an extractable tar archive") as info:
+        extract_archive(archive, tmp_path / "cache")
+    assert str(archive) in str(info.value)
+    assert not (tmp_path / "outside.txt").exists()
+    assert not list(tmp_path.glob("cache/*")) and not list(tmp_path.glob("cache/.*"))

@@ -2,6 +2,7 @@
 taskmask's torch losses and its scikit-learn metrics (Keras on the torch backend)."""
 
 import doctest
+import json
 import math
 import os
 import re
@@ -400,3 +401,9 @@ def test_from_keras_guide_runs_in_python_and_from_the_cli(
     assert argv[0] == "taskmask"
     assert main([*argv[1:], "--quiet"]) == 0, capsys.readouterr().err
     assert (tmp_path / "runs" / "from-keras" / "model.safetensors").is_file()
+    capsys.readouterr()
+    assert main(["evaluate", "runs/from-keras", "--data", "test.csv", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"]["toxic"]["n_observed"] > 0
+    argv = ["predict", "runs/from-keras", "--data", "test.csv", "--out", "predictions.csv"]
+    assert main(argv) == 0
+    assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 101

@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taskmask.app.plots import _draw, history_tasks, main_metric, plot_history
+from taskmask.app.plots import (
+    _draw,
+    best_epoch_of,
+    history_tasks,
+    main_metric,
+    per_label_columns,
+    plot_history,
+)
 
 NAN = math.nan
 
@@ -82,3 +89,74 @@ def test_gradient_cosines_get_their_own_plot(tmp_path: Path) -> None:
         plot_history(history.drop(columns=["cosine/a/b", "cosine/a/c"]), tmp_path / "x")[-1].name
         == "loss.png"
     )
+
+
+def _multilabel_history() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "epoch": [1.0, 2.0, 3.0, 4.0],
+            "train/loss": [1.0, 0.8, 0.7, 0.6],
+            "val/loss": [1.1, 0.9, 0.95, 1.0],
+            "val/scene/loss": [0.7, 0.6, 0.6, 0.7],
+            "val/scene/roc_auc_macro": [0.6, 0.7, 0.7, 0.7],
+            "val/scene/roc_auc/sea": [0.5, 0.6, 0.65, 0.6],
+            "val/scene/roc_auc/sun": [0.7, 0.8, 0.75, 0.8],
+            "train/scene/roc_auc/sea": [0.5, 0.6, 0.65, 0.6],
+        }
+    )
+
+
+def test_a_panel_has_integer_epochs_a_y_label_and_the_best_epoch() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    _draw(axes, _multilabel_history(), "scene/roc_auc_macro", "scene", best_epoch=2)
+    figure.canvas.draw()
+    assert axes.get_ylabel() == "roc_auc_macro" and axes.get_xlabel() == "epoch"
+    ticks = [t for t in axes.get_xticks() if 1 <= t <= 4]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    labels = [line.get_label() for line in axes.get_lines()]
+    assert labels == ["val", "val sea", "val sun", "best epoch 2"]
+    assert list(axes.get_lines()[-1].get_xdata()) == [2, 2]
+
+
+def test_per_label_curves_prefer_validation() -> None:
+    history = _multilabel_history()
+    assert per_label_columns(history, "scene/roc_auc_macro") == [
+        "val/scene/roc_auc/sea",
+        "val/scene/roc_auc/sun",
+    ]
+    train_only = history.drop(columns=["val/scene/roc_auc/sea", "val/scene/roc_auc/sun"])
+    assert per_label_columns(train_only, "scene/roc_auc_macro") == ["train/scene/roc_auc/sea"]
+    assert per_label_columns(history, "scene/loss") == []
+
+
+def test_the_best_epoch_defaults_to_the_lowest_validation_loss() -> None:
+    assert best_epoch_of(_multilabel_history()) == 2
+    assert best_epoch_of(_history().drop(columns="val/loss")) is None
+
+
+def test_the_comparison_is_a_grid_zoomed_to_the_values(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from taskmask.app.compare import comparison_figure, plot_comparison
+
+    rows = [
+        {"variant": v, "task": t, "metric": m, "mean": mean, "std": 0.005, "n": 3}
+        for t in ("a", "b")
+        for m in ("accuracy", "roc_auc")
+        for v, mean in (("static", 0.98), ("dwa", 1.0))
+    ] + [{"variant": "x", "task": "c", "metric": "r2", "mean": 0.5, "std": NAN, "n": 1}]
+    summary = pd.DataFrame(rows)
+    with Image.open(plot_comparison(summary, tmp_path / "comparison.png")) as image:
+        assert image.size == (1260, 680)  # 3 columns x 2 rows of 4.2 x 3.4 inches, 100 dpi
+    visible = [ax for ax in comparison_figure(summary).axes if ax.get_visible()]
+    assert len(visible) == 5
+    first = visible[0]
+    low, high = first.get_ylim()
+    assert 0.9 < low < 0.975 and 1.005 < high < 1.02  # zoomed to 0.975 .. 1.005, not from 0
+    assert (first.get_title(), first.get_ylabel()) == ("a", "accuracy")
+    assert [t.get_text() for t in first.get_xticklabels()] == ["static", "dwa"]

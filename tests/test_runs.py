@@ -83,7 +83,7 @@ def test_series_run_trains_saves_and_evaluates(
         ["evaluate", str(tmp_path / "run"), "--data", str(tmp_path / "series.npz"), "--json"]
     )
     assert code == 0
-    assert json.loads(capsys.readouterr().out)["y"]["n_observed"] == 90
+    assert json.loads(capsys.readouterr().out)["data"]["y"]["n_observed"] == 90
 
 
 @pytest.mark.parametrize(

@@ -363,9 +363,9 @@ def test_taskmask_train_streams_with_stream_true(
     write_parts(table(80, seed=1), tmp_path / "val", 1, 50)
     config = _run_config(tmp_path, validation="val/part-0.parquet", shuffle_buffer=50)
     out = tmp_path / "run"
-    assert main(["train", "--config", str(config), "--out", str(out), "--quiet"]) == 0
-    printed = capsys.readouterr().out
-    assert f"label coverage over {N_ROWS} rows" in printed and "validation metrics" in printed
+    assert main(["train", "--config", str(config), "--out", str(out)]) == 0
+    printed, diagnostics = capsys.readouterr()
+    assert f"label coverage over {N_ROWS} rows" in diagnostics and "validation metrics" in printed
     history = pd.read_csv(out / "history.csv")
     assert len(history) == 2 and "val/b/roc_auc" in history and "train/b/roc_auc" not in history
     saved = yaml.safe_load((out / "config.yaml").read_text())

@@ -45,9 +45,26 @@ def _naming(path: Path) -> Iterator[None]:
         raise OSError(error.errno, error.strerror or str(error), str(path)) from error
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it: put straight back)."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
+def _as_new(directory: Path, umask: int) -> None:
+    """Give ``directory`` and everything in it the modes of new ones (some writers, such as
+    safetensors', make their files ``0o600``); links are left alone."""
+    directory.chmod(0o777 & ~umask)
+    for path in directory.rglob("*"):
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, sync it to disk, then rename it to
-    ``path``: readers see the old file or the whole new one, never a part."""
+    ``path``: readers see the old file or the whole new one, never a part. The file gets the
+    permissions of any new file (``0o666`` less the umask), not mkstemp's ``0o600``."""
     with _naming(path):
         handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(handle)
@@ -56,7 +73,7 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
             write(tmp)
             with open(tmp, "rb+") as file:
                 os.fsync(file.fileno())
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0o600
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -81,7 +98,8 @@ def clean_stale(target: Path) -> None:
 
 def atomic_directory(target: Path, write: Callable[[Path], None]) -> None:
     """Run ``write(tmp_dir)``, then move ``tmp_dir`` to ``target`` (replacing a directory,
-    never a file: that is a `TaskmaskError`)."""
+    never a file: that is a `TaskmaskError`). What it holds gets the permissions of new files
+    and directories (the umask applied)."""
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise TaskmaskError(f"{target}: is a file, not a directory; refusing to replace it")
@@ -91,10 +109,8 @@ def atomic_directory(target: Path, write: Callable[[Path], None]) -> None:
         prefix = f".{target.name}.tmp-{os.getpid()}-"
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
         try:
-            umask = os.umask(0)
-            os.umask(umask)
-            tmp.chmod(0o777 & ~umask)
             write(tmp)
+            _as_new(tmp, _umask())  # mkdtemp made it 0o700, safetensors 0o600
             if target.exists():
                 old = target.with_name(f".{target.name}.old-{os.getpid()}")
                 shutil.rmtree(old, ignore_errors=True)

@@ -1,26 +1,35 @@
-"""The ``taskmask`` command line: ``train``, ``evaluate``, ``predict``, ``compare``, ``demo``.
+"""The ``taskmask`` command line: ``train``, ``evaluate``, ``predict``, ``export``, ``compare``,
+``demo``.
 
 An adapter over the Python API (`taskmask.app.runs`, `taskmask.predict`) with no training logic of
-its own; what a run directory holds is described in `taskmask.app.runs`. ``train`` prints the
-training labels' coverage before training. Bad input (config, files, columns, labels) exits
-with code 2 and a message on stderr naming the file, column or task.
+its own; what a run directory holds is described in `taskmask.app.runs`. Results (metrics
+tables, the compare summary, predictions to ``--out -``) go to stdout; diagnostics (the
+training labels' coverage, a line per epoch or a bar, what was written, warnings, errors) go
+to stderr through the ``taskmask`` logger: ``-q`` keeps warnings and errors only, ``-v`` adds
+debug lines. Exit codes: `EXIT_CODES`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
+from tqdm.auto import tqdm
 
+from taskmask._version import __version__
 from taskmask._world import is_main
 from taskmask.app._interrupts import exit_code, interrupted_message, interruptible
 from taskmask.app.config import RunConfig, format_validation_error, load_config, yaml_problem
+from taskmask.app.run_report import metrics_document
 from taskmask.app.runs import (
     check_writable_file,
     checkpoint_dir,
@@ -30,15 +39,24 @@ from taskmask.app.runs import (
     read_for_model,
     resumed_config,
     run_lock,
+    table_writer,
     train_run,
-    write_csv_atomically,
+    write_table,
 )
 from taskmask.data.tables import Dataset
 from taskmask.errors import TaskmaskError
-from taskmask.functional._metrics import MetricValue, Undefined, summary_keys, to_jsonable
+from taskmask.functional._metrics import MetricValue, Undefined, summary_keys
+from taskmask.persistence import load_model
 from taskmask.predict import predict, predictions_frame
 
 EXIT_BAD_INPUT = 2
+EXIT_CODES = {
+    0: "success",
+    1: "an unexpected error (a traceback follows), or stdout closed early (| head)",
+    2: "bad input: usage, config, files, columns or labels (the message names which)",
+}
+
+logger = logging.getLogger("taskmask")
 
 Metrics = dict[str, dict[str, MetricValue]]
 
@@ -79,13 +97,13 @@ def _train_target(args: argparse.Namespace) -> tuple[RunConfig, Path]:
         if args.out is not None and Path(args.out).resolve() != out.resolve():
             raise TaskmaskError(f"--resume {out} continues {out}; leave out --out {args.out}")
         if args.config is None:
-            return resumed_config(out), out
+            return resumed_config(out, overrides=args.set), out
         if not checkpoint_dir(out).exists():  # nothing to resume: a new run, as without --resume
             _check_free(out, overwrite=args.overwrite)
-        return load_config(args.config), out
+        return load_config(args.config, overrides=args.set), out
     if args.config is None or args.out is None:
         raise TaskmaskError("give --config CONFIG and --out RUN_DIR, or --resume RUN_DIR")
-    config, out = load_config(args.config), Path(args.out)
+    config, out = load_config(args.config, overrides=args.set), Path(args.out)
     _check_free(out, overwrite=args.overwrite)
     if checkpoint_dir(out).exists() and not args.overwrite:
         raise TaskmaskError(
@@ -117,14 +135,15 @@ def _train(args: argparse.Namespace) -> int:
         config,
         out,
         progress=progress,
-        report=lambda text: print(text + "\n"),
+        report=logger.info,
         checkpoints=True,
         resume=args.resume is not None,
+        command=args.command_line,
     )
     if is_main():
         for part, metrics in run.metrics.items():
             print(f"{part} metrics\n{format_metrics(metrics)}\n", file=sys.stdout)
-        print(f"wrote {out}", file=sys.stdout)
+        logger.info("wrote %s", out)
     return 0
 
 
@@ -134,8 +153,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _report_left_out(part)
     metrics = part_metrics(model, part)
     if args.json:
-        jsonable = {task: to_jsonable(values) for task, values in metrics.items()}
-        print(json.dumps(jsonable, indent=2), file=sys.stdout)
+        print(json.dumps(metrics_document({"data": metrics}), indent=2), file=sys.stdout)
     else:
         print(format_metrics(metrics), file=sys.stdout)
     return 0
@@ -143,19 +161,38 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _report_left_out(part: Dataset) -> None:
     if part.left_out:
-        print(f"{part.path}: {left_out_report(part)}", file=sys.stderr)
+        logger.warning("%s: %s", part.path, left_out_report(part))
+
+
+def _output_path(args: argparse.Namespace) -> Path:
+    """``--out`` (or the deprecated ``--output``), checked before any work is done."""
+    if args.out is not None and args.output is not None:
+        raise TaskmaskError("give --out FILE only (--output is its deprecated spelling)")
+    if args.output is not None:
+        logger.warning("--output is deprecated and will be removed; use --out")
+    out = args.out if args.out is not None else args.output
+    if out is None:
+        raise TaskmaskError("give --out FILE (.csv, .parquet, .json), or --out - for stdout")
+    if str(out) != "-":
+        table_writer(out)
+        check_writable_file(Path(out), what="--out")
+    return Path(out)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    check_writable_file(Path(args.output), what="--output")
+    out = _output_path(args)
     config, model = open_run(args.run_dir, verify=args.verify)
     part = read_for_model(config, model, Path(args.data), with_labels=False)
     _report_left_out(part)
     frame = predictions_frame(predict(model, part.inputs))
     if part.rows is not None:  # some rows were left out: say which file row each one is
         frame.insert(0, "row", part.rows)
-    write_csv_atomically(frame, Path(args.output))
-    print(f"wrote {len(frame)} rows x {frame.shape[1]} columns to {args.output}", file=sys.stdout)
+    if str(out) == "-":
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        write_table(frame, out)
+    where = "stdout" if str(out) == "-" else out
+    logger.info("wrote %d rows x %d columns to %s", len(frame), frame.shape[1], where)
     return 0
 
 
@@ -165,11 +202,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     config = load_compare(args.config)
     out = Path(args.out)
     _check_free(out, overwrite=args.overwrite)
-    results = run_comparison(
-        config, out, progress=not args.quiet and sys.stderr.isatty(), report=print
-    )
-    print(to_markdown(summarize(results)), file=sys.stdout)
-    print(f"wrote {out}", file=sys.stdout)
+    progress = False if args.quiet else None
+    results = run_comparison(config, out, progress=progress, report=logger.info)
+    print(to_markdown(summarize(results)), file=sys.stdout, end="")
+    logger.info("wrote %s", out)
     return 0
 
 
@@ -188,7 +224,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     progress = not args.quiet and sys.stderr.isatty()
     results = demo.run(Path(args.out), epochs=args.epochs, seed=args.seed, progress=progress)
     print(demo.format_table(results), file=sys.stdout)
-    print(f"wrote {args.out}", file=sys.stdout)
+    logger.info("wrote %s", args.out)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from taskmask.app.export import export_model
+
+    model = load_model(args.run_dir)
+    suffix = ".onnx" if args.format == "onnx" else ".torchscript"
+    out = Path(args.out) if args.out is not None else Path(args.run_dir) / f"model{suffix}"
+    export_model(model, out, format=args.format)
+    logger.info("wrote %s", out)
     return 0
 
 
@@ -208,21 +255,54 @@ def _no_verify_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _common() -> argparse.ArgumentParser:
+    """The options every command takes: how much goes to stderr."""
+    common = argparse.ArgumentParser(add_help=False)
+    loudness = common.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar; warnings and errors only"
+    )
+    loudness.add_argument("-v", "--verbose", action="store_true", help="debug lines too")
+    return common
+
+
+def _epilog() -> str:
+    return "exit codes:\n" + "\n".join(f"  {code}  {what}" for code, what in EXIT_CODES.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="taskmask", description="Multi-task learning with missing labels."
+        prog="taskmask",
+        description="Multi-task learning with missing labels. Results go to stdout, "
+        "diagnostics (coverage, progress, what was written) to stderr.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"taskmask {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_common()]
     train = commands.add_parser(
         "train",
+        parents=common,
         help="train a model from a YAML run config",
         description="Train a model. While it trains, a checkpoint of every epoch is kept in "
         "RUN_DIR.checkpoint (removed once RUN_DIR is written); --resume RUN_DIR continues an "
         "interrupted run from it. Under torchrun (torchrun --nproc_per_node=N -m taskmask "
-        "train ...) the processes train together and rank 0 writes.",
+        "train ...) the processes train together and rank 0 writes. Without a terminal, "
+        "a line per epoch (training.log_every) goes to stderr instead of a bar.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--config", type=Path, help="the run config (YAML)")
     train.add_argument("--out", type=Path, help="the run directory to write")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config setting, e.g. --set training.lr=0.01 or --set "
+        "tasks.toxic.weight=2 (VALUE is YAML; repeatable; validated as the file is)",
+    )
     train.add_argument(
         "--resume",
         type=Path,
@@ -232,28 +312,36 @@ def build_parser() -> argparse.ArgumentParser:
         "command for torchrun --max_restarts)",
     )
     train.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_cmd_train)
-    evaluate_ = commands.add_parser("evaluate", help="per-task metrics of a run's model")
+    evaluate_ = commands.add_parser(
+        "evaluate", parents=common, help="per-task metrics of a run's model"
+    )
     evaluate_.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     evaluate_.add_argument("--data", required=True, type=Path, help="CSV, Parquet or NPZ file")
     evaluate_.add_argument("--json", action="store_true", help="all metrics as JSON on stdout")
     _no_verify_flag(evaluate_)
     evaluate_.set_defaults(handler=_cmd_evaluate)
-    predict_ = commands.add_parser("predict", help="write predictions as CSV")
+    predict_ = commands.add_parser("predict", parents=common, help="write predictions")
     predict_.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     predict_.add_argument("--data", required=True, type=Path, help="CSV, Parquet or NPZ file")
-    predict_.add_argument("--output", required=True, type=Path, help="the CSV file to write")
+    predict_.add_argument(
+        "--out",
+        help="the file to write, in the format its suffix names (.csv, .parquet, .json: "
+        "one object per row); - writes CSV to stdout",
+    )
+    predict_.add_argument("--output", help=argparse.SUPPRESS)  # deprecated spelling of --out
     _no_verify_flag(predict_)
     predict_.set_defaults(handler=_cmd_predict)
-    compare = commands.add_parser("compare", help="several configs side by side over seeds")
+    compare = commands.add_parser(
+        "compare", parents=common, help="several configs side by side over seeds"
+    )
     compare.add_argument("--config", required=True, type=Path, help="the compare file (YAML)")
     compare.add_argument("--out", required=True, type=Path, help="the directory to write")
     compare.add_argument("--overwrite", action="store_true", help="replace an existing dir")
-    compare.add_argument("--quiet", action="store_true", help="no progress bar")
     compare.set_defaults(handler=_cmd_compare)
     tune = commands.add_parser(
         "tune",
+        parents=common,
         help="hyperparameter search over a run config's search block (Optuna)",
         description="Search the fields that the config's search block names, judged on "
         "validation data only. The study is kept in OUT/study.db: running again on OUT "
@@ -265,13 +353,60 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-trials", type=_positive_int, default=None, help="trials in all (default: search)"
     )
     tune.set_defaults(handler=_cmd_tune)
-    demo = commands.add_parser("demo", help="seed 000 reproduced: three losses side by side")
+    export = commands.add_parser(
+        "export",
+        parents=common,
+        help="a run's model as ONNX or TorchScript",
+        description="Export a run's model: input 'input' (N, *input_shape) raw features, one "
+        "output per task (probabilities; values for regression), thresholds and label names "
+        "in the metadata under 'taskmask'. ONNX needs pip install \"taskmask[onnx]\".",
+    )
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    export.add_argument(
+        "--out", type=Path, help="the file to write (default RUN_DIR/model.onnx or .torchscript)"
+    )
+    export.set_defaults(handler=_cmd_export)
+    demo = commands.add_parser(
+        "demo", parents=common, help="seed 000 reproduced: three losses side by side"
+    )
     demo.add_argument("--out", required=True, type=Path, help="the directory to write")
     demo.add_argument("--epochs", type=_positive_int, default=None)
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(handler=_cmd_demo)
     return parser
+
+
+class _StderrHandler(logging.Handler):
+    """Writes log lines to stderr through tqdm, so that a progress bar is redrawn below them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return f"warning: {text}" if record.levelno >= logging.WARNING else text
+
+
+@contextmanager
+def _logging(args: argparse.Namespace) -> Iterator[None]:
+    """The ``taskmask`` logger to stderr at the level ``-q`` / ``-v`` choose, for one command."""
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter())
+    previous = logger.level
+    logger.setLevel(level)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def _describe(error: Exception) -> str:
@@ -291,8 +426,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
+    args.command_line = shlex.join(["taskmask", *(sys.argv[1:] if argv is None else argv)])
     try:
-        code: int = args.handler(args)
+        with _logging(args):
+            code: int = args.handler(args)
     except BrokenPipeError:
         raise
     except (TaskmaskError, ValidationError, yaml.YAMLError, OSError) as error:

@@ -26,16 +26,21 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskmask._io import atomic_directory
 from taskmask.app.config import RunConfig, format_validation_error, read_yaml
+from taskmask.app.overrides import set_dotted
+from taskmask.app.plugins import import_plugins
 from taskmask.app.runs import train_run
 from taskmask.errors import TaskmaskError
 from taskmask.functional._metrics import Undefined, summary_keys
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn
+    from matplotlib.figure import Figure
 
 
 class Variant(BaseModel):
@@ -76,24 +81,6 @@ def load_compare(path: str | Path) -> CompareConfig:
     return config.model_copy(update={"base": base / config.base, "variants": variants})
 
 
-def _set(raw: dict[str, Any], dotted: str, value: Any, where: str) -> None:
-    parts = dotted.split(".")
-    node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        if isinstance(node, list):
-            matches = [item for item in node if isinstance(item, dict) and item.get("name") == part]
-            if not matches:
-                raise TaskmaskError(f"{where}: no task named {part!r} for {dotted!r}")
-            node = matches[0]
-            continue
-        if not isinstance(node, dict):
-            raise TaskmaskError(f"{where}: {'.'.join(parts[:i])!r} is not a mapping")
-        node = node.setdefault(part, {})
-    if not isinstance(node, dict):
-        raise TaskmaskError(f"{where}: cannot set {dotted!r}")
-    node[parts[-1]] = value
-
-
 def variant_config(
     name: str, variant: Variant, base: Path, *, seed: int, split_seed: int
 ) -> RunConfig:
@@ -107,9 +94,10 @@ def variant_config(
         raise TaskmaskError(f"{where}: drop_tasks names unknown tasks {unknown}")
     raw["tasks"] = [t for t in raw.get("tasks", []) if t.get("name") not in variant.drop_tasks]
     for dotted, value in variant.set.items():
-        _set(raw, dotted, value, where)
-    _set(raw, "training.seed", seed, where)
-    _set(raw, "data.split_seed", split_seed, where)
+        set_dotted(raw, dotted, value, where)
+    set_dotted(raw, "training.seed", seed, where)
+    set_dotted(raw, "data.split_seed", split_seed, where)
+    import_plugins(raw, path)
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as error:
@@ -145,7 +133,7 @@ def run_comparison(
     config: CompareConfig,
     out_dir: Path,
     *,
-    progress: bool = False,
+    progress: bool | None = False,
     report: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Train every variant with every seed; write the results (see the module docstring)."""
@@ -205,19 +193,35 @@ def to_markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_comparison(summary: pd.DataFrame, path: Path) -> Path:
-    """One panel per task and metric: a bar per variant with its standard deviation."""
+def plot_comparison(summary: pd.DataFrame, path: Path, *, columns: int = 3) -> Path:
+    """A grid of panels, one per task and metric (``columns`` a row): each variant's mean over
+    seeds with its standard deviation as an error bar, on a y axis zoomed to the values (a
+    panel of 0.98 against 1.00 shows the difference)."""
+    comparison_figure(summary, columns=columns).savefig(path, dpi=100)
+    return path
+
+
+def comparison_figure(summary: pd.DataFrame, *, columns: int = 3) -> Figure:
+    """The figure `plot_comparison` saves."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     panels = list(dict.fromkeys(zip(summary["task"], summary["metric"], strict=True)))
-    figure = Figure(figsize=(4 * len(panels), 3.5), layout="constrained")
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(4.2 * columns, 3.4 * rows), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (task, metric) in zip(axes, panels, strict=True):
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for ax, (task, metric) in zip(grid.flat, panels, strict=False):
         part = summary[(summary["task"] == task) & (summary["metric"] == metric)]
-        ax.bar(part["variant"], part["mean"], yerr=part["std"].fillna(0.0), capsize=4)
-        ax.set_title(f"{task}: {metric}")
-        ax.tick_params(axis="x", labelrotation=30)
-    figure.savefig(path, dpi=100)
-    return path
+        x = range(len(part))
+        ax.errorbar(x, part["mean"], yerr=part["std"].fillna(0.0), fmt="o", capsize=4)
+        ax.set_xticks(list(x), list(part["variant"]), rotation=30, ha="right")
+        ax.set_xlim(-0.5, len(part) - 0.5)
+        ax.margins(y=0.15)
+        ax.set_title(task)
+        ax.set_ylabel(metric)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(grid.flat)[len(panels) :]:
+        ax.set_visible(False)
+    return figure

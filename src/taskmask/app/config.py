@@ -19,6 +19,9 @@ tasks:                      # each entry: the fields of `taskmask.Task`, plus wh
 model:
   trunk: {hidden: [64, 64], dropout: 0.1}   # `taskmask.MLPConfig`; `type: cnn1d` / `cnn2d` for CNNs
 training: {epochs: 20, lr: 0.01, batch_size: 256, seed: 0}    # `taskmask.TrainConfig`
+#   scheduler: {type: cosine, warmup_epochs: 2}    # `taskmask.training.Schedule`
+plugins: [my_kinds]         # modules imported first, e.g. to register task kinds
+trackers: {tensorboard: tb} # and/or mlflow: {...}; see `taskmask.app.trackers`
 standardize: true           # per feature (true, "feature") or per channel ("channel") scaling
 tune_thresholds: false      # fit per-label thresholds (max F1) on the validation data
 search: {...}               # `taskmask tune` only (`taskmask.app.search`, docs/tune.md)
@@ -44,7 +47,11 @@ from pydantic import (
     model_validator,
 )
 
+from taskmask.app.applicable import applicable
+from taskmask.app.overrides import apply_overrides
+from taskmask.app.plugins import import_plugins
 from taskmask.app.search import SearchConfig
+from taskmask.app.trackers import Trackers
 from taskmask.data.chem import SmilesFeatures
 from taskmask.errors import TaskmaskError, validation_message
 from taskmask.model._trunks import MLPConfig, TrunkConfig
@@ -213,6 +220,8 @@ class RunConfig(BaseModel):
     standardize: bool | Literal["feature", "channel"] = True
     tune_thresholds: bool = False
     search: SearchConfig | None = None
+    plugins: tuple[str, ...] = ()
+    trackers: Trackers = Trackers()
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -245,7 +254,8 @@ class RunConfig(BaseModel):
         return self.training.model_copy(update={"progress": progress})
 
     def resolved(self, tasks: Sequence[Task]) -> RunConfig:
-        """This config with each task's column and its label (or class) names filled in."""
+        """This config with each task's column and its label (or class) names filled in, and
+        the seed of the validation split."""
         by_name = {task.name: task for task in tasks}
         specs = []
         for spec in self.tasks:
@@ -255,10 +265,15 @@ class RunConfig(BaseModel):
             if spec.labels is None:
                 update["labels"] = by_name[spec.name].output_names
             specs.append(spec.model_copy(update=update))
-        return self.model_copy(update={"tasks": tuple(specs)})
+        data = self.data
+        if data.split_seed is None and data.split_fraction:
+            data = data.model_copy(update={"split_seed": self.training.seed})
+        return self.model_copy(update={"tasks": tuple(specs), "data": data})
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """The settings that apply (`taskmask.app.applicable`), as YAML that loads back to
+        this config."""
+        return yaml.safe_dump(applicable(self.model_dump(mode="json")), sort_keys=False)
 
 
 def _per_column(kind: Any) -> bool:
@@ -321,15 +336,19 @@ def yaml_problem(error: yaml.YAMLError) -> str:
     return " ".join(str(error).split())
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a run config; data paths come back absolute (see `DataConfig`)."""
+def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a run config, set ``overrides`` (``KEY=VALUE``, `taskmask.app.overrides`), import
+    its ``plugins``, validate it; data paths come back absolute (see `DataConfig`)."""
     path = Path(path)
-    raw = read_yaml(path)
+    raw = apply_overrides(read_yaml(path), overrides)
+    source = f"{path} (with --set {' '.join(overrides)})" if overrides else path
+    import_plugins(raw, source)
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as error:
-        raise TaskmaskError(format_validation_error(error, source=path, raw=raw)) from None
-    return config.model_copy(update={"data": config.data.resolved(path.parent)})
+        raise TaskmaskError(format_validation_error(error, source=source, raw=raw)) from None
+    data, trackers = config.data.resolved(path.parent), config.trackers.resolved(path.parent)
+    return config.model_copy(update={"data": data, "trackers": trackers})
 
 
 def format_validation_error(error: ValidationError, *, source: str | Path, raw: Any = None) -> str:

@@ -2,6 +2,8 @@
 
 matplotlib is imported only when a plot is drawn, and only its Agg canvas is used: no pyplot,
 no global backend switch. An undefined metric is NaN in the history and shows as a gap.
+Epoch ticks are whole numbers, each panel's y axis is labelled with what it shows, the best
+epoch is marked, and a task with several labels also gets one validation curve per label.
 """
 
 from __future__ import annotations
@@ -54,22 +56,58 @@ def main_metric(history: pd.DataFrame, task: str) -> str | None:
     return present[0] if present else None
 
 
-def _draw(axes: Any, history: pd.DataFrame, key: str, title: str) -> None:
-    """Train and validation curves of ``{prefix}/{key}`` on ``axes``."""
-    epochs = history["epoch"] if "epoch" in history else pd.Series(range(1, len(history) + 1))
+def _epochs(history: pd.DataFrame) -> pd.Series:
+    return history["epoch"] if "epoch" in history else pd.Series(range(1, len(history) + 1))
+
+
+def per_label_columns(history: pd.DataFrame, key: str) -> list[str]:
+    """The per-label columns of a macro metric ``TASK/METRIC_macro``: validation ones
+    (``val/TASK/METRIC/LABEL``), or training ones without validation."""
+    task, _, metric = key.rpartition("/")
+    if not metric.endswith("_macro"):
+        return []
+    for prefix in ("val", "train"):
+        head = f"{prefix}/{task}/{metric.removesuffix('_macro')}/"
+        found = [c for c in map(str, history.columns) if c.startswith(head)]
+        if found:
+            return found
+    return []
+
+
+def _draw(
+    axes: Any, history: pd.DataFrame, key: str, title: str, best_epoch: int | None = None
+) -> None:
+    """Train and validation curves of ``{prefix}/{key}`` on ``axes`` (and per-label ones of
+    a macro metric), the best epoch marked."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = _epochs(history)
     for prefix in PREFIXES:
         column = f"{prefix}/{key}"
         if column in history:
             values = pd.to_numeric(history[column], errors="coerce")
-            axes.plot(epochs, values, marker=".", label=prefix)
+            axes.plot(epochs, values, marker=".", linewidth=2, label=prefix)
+    for column in per_label_columns(history, key):
+        values = pd.to_numeric(history[column], errors="coerce")
+        prefix, label = column.split("/", 1)[0], column.rsplit("/", 1)[-1]
+        axes.plot(epochs, values, linewidth=0.8, alpha=0.7, label=f"{prefix} {label}")
+    if best_epoch is not None:
+        axes.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
     axes.set_title(title)
     axes.set_xlabel("epoch")
+    axes.set_ylabel(key.rsplit("/", 1)[-1])
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     if axes.get_legend_handles_labels()[0]:
-        axes.legend()
+        axes.legend(fontsize="small")
     axes.grid(alpha=0.3)
 
 
-def _save(panels: Sequence[tuple[str, str]], history: pd.DataFrame, path: Path) -> Path:
+def _save(
+    panels: Sequence[tuple[str, str]],
+    history: pd.DataFrame,
+    path: Path,
+    best_epoch: int | None = None,
+) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -77,9 +115,9 @@ def _save(panels: Sequence[tuple[str, str]], history: pd.DataFrame, path: Path) 
     FigureCanvasAgg(figure)
     grid = figure.subplots(1, len(panels), squeeze=False)[0]
     # Fixed margins: a layout engine costs more than the drawing itself.
-    figure.subplots_adjust(left=0.1, right=0.97, bottom=0.15, top=0.88, wspace=0.25)
+    figure.subplots_adjust(left=0.1, right=0.97, bottom=0.15, top=0.88, wspace=0.3)
     for axes, (key, title) in zip(grid, panels, strict=True):
-        _draw(axes, history, key, title)
+        _draw(axes, history, key, title, best_epoch)
     figure.savefig(path, dpi=100)
     return path
 
@@ -93,13 +131,17 @@ def _save_cosines(history: pd.DataFrame, columns: Sequence[str], path: Path) -> 
     FigureCanvasAgg(figure)
     axes = figure.subplots()
     figure.subplots_adjust(left=0.12, right=0.7, bottom=0.15, top=0.88)
-    epochs = history["epoch"] if "epoch" in history else pd.Series(range(1, len(history) + 1))
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = _epochs(history)
     for column in columns:
         values = pd.to_numeric(history[column], errors="coerce")
         axes.plot(epochs, values, marker=".", label=column.removeprefix("cosine/"))
     axes.axhline(0.0, color="grey", linewidth=0.8)
     axes.set_title("gradient cosine on the trunk")
     axes.set_xlabel("epoch")
+    axes.set_ylabel("cosine")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
     axes.grid(alpha=0.3)
     figure.savefig(path, dpi=100)
@@ -114,20 +156,31 @@ def _file_stem(task: str, used: set[str]) -> str:
     return stem
 
 
-def plot_history(history: pd.DataFrame, out_dir: Path) -> list[Path]:
+def best_epoch_of(history: pd.DataFrame) -> int | None:
+    """The epoch of the lowest ``val/loss`` (None without one)."""
+    if "val/loss" not in history or history["val/loss"].isna().all():
+        return None
+    return int(_epochs(history)[history["val/loss"].idxmin()])
+
+
+def plot_history(
+    history: pd.DataFrame, out_dir: Path, *, best_epoch: int | None = None
+) -> list[Path]:
     """Write ``loss.png`` (total loss), one ``task_NAME.png`` per task (its loss and main
     metric, train and validation) and, when the history has ``cosine/A/B`` columns,
-    ``gradient_conflict.png``, into ``out_dir`` (created if needed); return the paths."""
+    ``gradient_conflict.png``, into ``out_dir`` (created if needed); return the paths.
+    ``best_epoch`` (default: `best_epoch_of`) is marked on every curve."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [_save([("loss", "total loss")], history, out_dir / "loss.png")]
+    best = best_epoch if best_epoch is not None else best_epoch_of(history)
+    paths = [_save([("loss", "total loss")], history, out_dir / "loss.png", best)]
     used: set[str] = set()
     for task in history_tasks(history):
         panels = [(f"{task}/loss", f"{task}: loss")]
         metric = main_metric(history, task)
         if metric is not None:
             panels.append((f"{task}/{metric}", f"{task}: {metric}"))
-        paths.append(_save(panels, history, out_dir / f"{_file_stem(task, used)}.png"))
+        paths.append(_save(panels, history, out_dir / f"{_file_stem(task, used)}.png", best))
     cosines = [c for c in history.columns if c.startswith("cosine/")]
     if cosines:
         paths.append(_save_cosines(history, cosines, out_dir / "gradient_conflict.png"))

@@ -1,10 +1,11 @@
 """Training runs from a run config: read and check every file, train, write the run directory.
 
 A run directory holds ``model.safetensors`` + ``model.json``, the resolved ``config.yaml``
-(absolute data paths, label and class names filled in), ``metrics.json``
-(``{"validation"|"test": {task: {metric: value}}}``), ``history.csv``, ``plots/*.png`` and the
-training labels' coverage (``coverage.csv``, ``co_observed.csv``). It is written atomically:
-nothing is left behind when anything fails.
+(absolute data paths, label and class names filled in, only the settings that apply),
+``metrics.json`` (`taskmask.app.run_report`), ``history.csv``, ``plots/*.png``, the
+training labels' coverage (``coverage.csv``, ``co_observed.csv``) and a model card,
+``README.md``; ``docs/run_directory.md`` describes each. It is written atomically: nothing is
+left behind when anything fails.
 
 With ``checkpoints=True`` (as ``taskmask train`` runs) the run keeps a checkpoint of every
 epoch in the sibling directory ``RUN_DIR.checkpoint`` (`checkpoint_dir`), with the run's
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +31,17 @@ import torch
 import taskmask._world as distributed
 from taskmask._io import atomic_directory, clean_stale, directory_lock, write_atomically
 from taskmask.api import FitResult, evaluate, fit, resolve_tasks
+from taskmask.app.applicable import applicable
 from taskmask.app.config import RunConfig, load_config
+from taskmask.app.run_report import metrics_document, model_card
+from taskmask.app.trackers import report_run
 from taskmask.data._coverage import Coverage, label_coverage
 from taskmask.data._memory import MultiTaskData, make_data, split
 from taskmask.data._streaming import ParquetSource
 from taskmask.data.auxiliary import auxiliary_targets
 from taskmask.data.tables import Dataset, read_dataset
 from taskmask.errors import TaskmaskError
-from taskmask.functional._metrics import MetricValue, to_jsonable
+from taskmask.functional._metrics import MetricValue
 from taskmask.model._model import MultiTaskModel
 from taskmask.persistence import load_model, write_model_files
 from taskmask.predict import tune_thresholds
@@ -44,12 +50,15 @@ from taskmask.training import checkpoint
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
+README_FILE = "README.md"
 HISTORY_FILE = "history.csv"
 PLOTS_DIR = "plots"
 COVERAGE_FILE = "coverage.csv"
 CO_OBSERVED_FILE = "co_observed.csv"
 
 CHECKPOINT_SUFFIX = ".checkpoint"
+
+logger = logging.getLogger("taskmask")
 
 Metrics = dict[str, dict[str, MetricValue]]
 
@@ -60,13 +69,14 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir.with_name(run_dir.name + CHECKPOINT_SUFFIX)
 
 
-def resumed_config(run_dir: Path) -> RunConfig:
-    """The config that the interrupted run ``run_dir`` was started with."""
+def resumed_config(run_dir: Path, *, overrides: Sequence[str] = ()) -> RunConfig:
+    """The config that the interrupted run ``run_dir`` was started with (and ``overrides``,
+    ``KEY=VALUE``: only settings that may change on resume, such as ``training.epochs``)."""
     path = checkpoint_dir(run_dir) / CONFIG_FILE
     if not path.is_file():
         why = "it has finished" if (Path(run_dir) / CONFIG_FILE).is_file() else "none started"
         raise TaskmaskError(f"{path}: not found; there is no interrupted run to resume ({why})")
-    return load_config(path)
+    return load_config(path, overrides=overrides)
 
 
 @dataclass
@@ -77,6 +87,8 @@ class TrainRun:
     config: RunConfig
     metrics: dict[str, Metrics]
     coverage: Coverage
+    seconds: float = 0.0  # wall time, from reading the files to the end of training
+    command: str | None = None
 
 
 def _rows_of(shape: Sequence[int]) -> str:
@@ -128,14 +140,33 @@ def _write_run(directory: Path, run: TrainRun, *, plots: bool) -> None:
     run.coverage.labels.to_csv(directory / COVERAGE_FILE, index=False)
     run.coverage.co_observed.to_csv(directory / CO_OBSERVED_FILE)
     (directory / CONFIG_FILE).write_text(run.config.to_yaml(), encoding="utf-8")
-    metrics = {
-        part: {task: to_jsonable(values) for task, values in by_task.items()}
-        for part, by_task in run.metrics.items()
-    }
-    (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    metrics = json.dumps(metrics_document(run.metrics), indent=2) + "\n"
+    (directory / METRICS_FILE).write_text(metrics, encoding="utf-8")
     run.fit.history.to_csv(directory / HISTORY_FILE, index=False)
+    (directory / README_FILE).write_text(_card(run), encoding="utf-8")
     if plots:
-        plot_history(run.fit.history, directory / PLOTS_DIR)
+        plot_history(run.fit.history, directory / PLOTS_DIR, best_epoch=run.fit.trainer.best_epoch)
+
+
+def _card(run: TrainRun) -> str:
+    data = run.config.data
+    split = (
+        f"Validation: {data.split_fraction:.0%} of the training rows (split seed "
+        f"{data.split_seed})."
+        if data.validation is None and data.split_fraction
+        else None
+    )
+    return model_card(
+        tasks=[t for t in run.fit.model.tasks if not t.auxiliary],
+        files={"train": data.train, "validation": data.validation, "test": data.test},
+        metrics=run.metrics,
+        history=run.fit.history,
+        epochs=run.config.training.epochs,
+        best_epoch=run.fit.trainer.best_epoch,
+        seconds=run.seconds,
+        command=run.command,
+        split=split,
+    )
 
 
 def read_with_generated(
@@ -178,13 +209,16 @@ def train_run(
     checkpoints: bool = False,
     resume: bool = False,
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    command: str | None = None,
 ) -> TrainRun:
     """Read every file, check every label, train, then write run directory ``out_dir``
     atomically (replacing it). Nothing is written when anything fails before training.
-    ``report`` receives the training data's label coverage before training starts.
+    ``report`` receives the training data's label coverage before training starts; rows
+    that could not be featurised are a warning of the ``taskmask`` logger.
     ``checkpoints``: keep a checkpoint per epoch in `checkpoint_dir` (``out_dir``); ``resume``:
-    continue from the checkpoint there if an epoch was saved, else start over.
-    ``on_epoch_end`` receives each epoch's history row (`taskmask.training.Trainer.fit`). With
+    continue from the checkpoint there if an epoch was saved, else start over. ``command``
+    (the command line that started the run) goes into the model card. ``on_epoch_end``
+    receives each epoch's history row (`taskmask.training.Trainer.fit`). With
     ``data.stream`` the training data is streamed (`taskmask.data`), never read whole.
     A run holds `run_lock` (``out_dir``) throughout: a second run on it fails at once."""
     with run_lock(out_dir):
@@ -197,6 +231,7 @@ def train_run(
             checkpoints=checkpoints,
             resume=resume,
             on_epoch_end=on_epoch_end,
+            command=command,
         )
 
 
@@ -210,6 +245,7 @@ def _train_run(
     checkpoints: bool,
     resume: bool,
     on_epoch_end: Callable[[dict[str, float]], None] | None,
+    command: str | None,
 ) -> TrainRun:
     if checkpoints and config.training.checkpoint_dir is not None:
         raise TaskmaskError(
@@ -217,6 +253,7 @@ def _train_run(
             "beside its run directory; leave training.checkpoint_dir out of the config"
         )
     directory = checkpoint_dir(out_dir) if checkpoints else config.training.checkpoint_dir
+    start = time.perf_counter()
     data = config.data
     streamed = _stream_source(config) if data.stream else None
     train = read_with_generated(config, data.train) if streamed is None else None
@@ -225,10 +262,10 @@ def _train_run(
         for name, path in (("validation", data.validation), ("test", data.test))
         if path is not None
     }
-    if report is not None and distributed.is_main():
+    if distributed.is_main():
         for part in (train, *others.values()):
             if part is not None and part.left_out:
-                report(f"{part.path}: {left_out_report(part)}")
+                logger.warning("%s: %s", part.path, left_out_report(part))
     if streamed is not None:
         tasks, shape = streamed.tasks, streamed.input_shape
     else:
@@ -283,11 +320,20 @@ def _train_run(
     metrics: dict[str, Metrics] = {
         name: part_metrics(model, others[name]) for name in ("validation", "test") if name in others
     }
-    run = TrainRun(result, config.resolved(model.tasks), metrics, coverage)
+    seconds = time.perf_counter() - start
+    run = TrainRun(result, config.resolved(model.tasks), metrics, coverage, seconds, command)
     if distributed.is_main():
         atomic_directory(Path(out_dir), lambda tmp: _write_run(tmp, run, plots=plots))
         if checkpoints and directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
+        report_run(
+            config.trackers,
+            config=applicable(run.config.model_dump(mode="json")),
+            config_yaml=run.config.to_yaml(),
+            history=result.history,
+            metrics=metrics,
+            run_dir=Path(out_dir),
+        )  # after the run is complete: a tracker that fails costs no training
     return run
 
 
@@ -324,9 +370,13 @@ def _streamed_coverage(source: ParquetSource, *, standardize: bool) -> Coverage:
 
 
 def open_run(run_dir: Path, *, verify: bool = True) -> tuple[RunConfig, MultiTaskModel]:
-    """A run directory's config and model (``verify``: see `taskmask.load_model`)."""
-    model = load_model(run_dir, verify=verify)
-    return load_config(Path(run_dir) / CONFIG_FILE), model
+    """The run's config (its plugins imported first: they may register the model's kinds)
+    and its model (``verify``: see `taskmask.load_model`)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        load_model(run_dir, verify=verify)  # the model files' problem first, if they have one
+    config = load_config(path)
+    return config, load_model(run_dir, verify=verify)
 
 
 def read_for_model(
@@ -362,3 +412,29 @@ def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
     check_writable_file(path, what="the CSV output")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+TABLE_WRITERS: dict[str, Callable[[pd.DataFrame, Path], object]] = {
+    ".csv": lambda frame, tmp: frame.to_csv(tmp, index=False),
+    ".parquet": lambda frame, tmp: frame.to_parquet(tmp, index=False),
+    ".json": lambda frame, tmp: frame.to_json(tmp, orient="records", indent=1),
+}
+"""How `write_table` writes each file suffix (JSON: a list of one object per row)."""
+
+
+def table_writer(path: Path) -> Callable[[pd.DataFrame, Path], object]:
+    """How to write ``path``; `TaskmaskError` naming it if its suffix is not a known format."""
+    writer = TABLE_WRITERS.get(Path(path).suffix.lower())
+    if writer is None:
+        raise TaskmaskError(
+            f"{path}: unknown output format {Path(path).suffix or '(no suffix)'!r}; expected a "
+            f"file ending in {', '.join(TABLE_WRITERS)}, or - for CSV on stdout"
+        )
+    return writer
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` atomically in the format its suffix names (`TABLE_WRITERS`)."""
+    writer = table_writer(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda tmp: writer(frame, tmp))

@@ -50,6 +50,45 @@ def _is_extracted(target: Path, stamp: str) -> bool:
     return marker.is_file() and marker.read_text() == stamp
 
 
+def _within(root: Path, path: str | os.PathLike[str]) -> bool:
+    resolved = Path(os.path.realpath(root / path))
+    return resolved == root or root in resolved.parents
+
+
+def _check_member(member: tarfile.TarInfo, root: Path) -> None:
+    """Refuse what tarfile's ``"data"`` filter refuses; drop ownership and special mode bits."""
+    name = member.name = member.name.lstrip("/" + os.sep)  # as the filter: "/a" is "a"
+    if os.path.isabs(name) or not _within(root, name):
+        raise tarfile.TarError(f"member {name!r} would be written outside the folder")
+    if member.issym():
+        target = Path(name).parent / member.linkname
+        if os.path.isabs(member.linkname) or not _within(root, target):
+            raise tarfile.TarError(f"link {name!r} points outside the folder")
+    elif member.islnk():
+        if os.path.isabs(member.linkname) or not _within(root, member.linkname):
+            raise tarfile.TarError(f"link {name!r} points outside the folder")
+    elif not (member.isfile() or member.isdir()):
+        raise tarfile.TarError(f"member {name!r} is a device or pipe, not a file")
+    member.mode &= 0o755  # no set-uid, set-gid or sticky bits, nor group / other write
+    if hasattr(os, "getuid"):  # when run as root, tarfile would give files the archive's owner
+        member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+
+
+def safe_extractall(tar: tarfile.TarFile, destination: Path) -> None:
+    """Extract every member of ``tar`` under ``destination``, with tarfile's ``"data"`` filter
+    where tarfile has one (Python >= 3.11.4); before that, each member is checked as that
+    filter would (leading slashes dropped; `tarfile.TarError` for paths or links that leave the
+    folder, absolute links, devices) before anything is written."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(destination, filter="data")
+        return
+    root = Path(os.path.realpath(destination))
+    members = tar.getmembers()
+    for member in members:
+        _check_member(member, root)
+    tar.extractall(destination, members=members)
+
+
 def extract_archive(
     archive: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
 ) -> Path:
@@ -58,9 +97,9 @@ def extract_archive(
 
     Later calls return the folder without reading the archive while the archive's path, size
     and modification time are unchanged. The archive is unpacked into a temporary folder that is
-    then renamed into place, so an interrupted run leaves nothing half-done; members go through
-    tarfile's ``"data"`` filter (no absolute paths, no links out of the folder). ``cache_dir``
-    defaults to `default_cache_dir`; keep it outside any repository.
+    then renamed into place, so an interrupted run leaves nothing half-done; members are
+    extracted as `safe_extractall` says (nothing written or linked outside the folder).
+    ``cache_dir`` defaults to `default_cache_dir`; keep it outside any repository.
     """
     archive = Path(archive)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -76,7 +115,7 @@ def extract_archive(
     tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=cache))
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
+            safe_extractall(tar, tmp)
         (tmp / _MARKER).write_text(stamp)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -183,6 +183,11 @@ def unregister_kind(name: str) -> None:
     del _REGISTRY[name]
 
 
+def builtin_kinds() -> tuple[str, ...]:
+    """The kinds of `taskmask.tasks.kinds`, in registration order."""
+    return tuple(name for name in _REGISTRY if name in _BUILTINS)
+
+
 def known_kinds() -> tuple[str, ...]:
     """The built-in kinds in registration order, then the others in name order."""
     builtins = [name for name in _REGISTRY if name in _BUILTINS]

@@ -40,6 +40,7 @@ class Stopper:
                 "set validation_split or pass validation data"
             )
         self.best = math.nan
+        self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.waited = 0
 
@@ -65,20 +66,35 @@ class Stopper:
             )
         value = row[self.config.monitor]
         if not math.isnan(value) and self._better(value):
-            self.best, self.waited = value, 0
+            self.best, self.waited, self.best_epoch = value, 0, int(row.get("epoch", 0))
             self.best_state = copy.deepcopy(model.state_dict())
             return False
         self.waited += 1
         return self.waited >= self.config.patience
 
-    def restore(self, model: nn.Module) -> None:
+    def restore(self, model: nn.Module) -> bool:
+        """Load the best weights if so configured; whether it did."""
         if self.config is not None and self.config.restore_best and self.best_state is not None:
             model.load_state_dict(self.best_state)
+            return True
+        return False
+
+    def stop_message(self, epoch: int, *, restored: bool) -> str:
+        """What happened when the run stopped early at ``epoch``."""
+        assert self.config is not None
+        c = self.config
+        epochs = f"{c.patience} epoch" + ("s" if c.patience > 1 else "")
+        what = f"{c.monitor} did not improve by more than {c.min_delta:g} for {epochs}"
+        best = f"epoch {self.best_epoch} ({c.monitor} {self.best:.4g})"
+        kept = f"restored the weights of {best}" if restored else f"kept the last; best: {best}"
+        return f"early stopping at epoch {epoch}: {what}; {kept}"
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The best weights (empty if none yet), and the rest as JSON-able values."""
-        return self.best_state or {}, {"best": self.best, "waited": self.waited}
+        values = {"best": self.best, "waited": self.waited, "best_epoch": self.best_epoch}
+        return self.best_state or {}, values
 
     def load_state(self, values: Mapping[str, Any], best_state: dict[str, torch.Tensor]) -> None:
         self.best, self.waited = float(values["best"]), int(values["waited"])
+        self.best_epoch = int(values.get("best_epoch", 0))  # older checkpoints have none
         self.best_state = best_state or None

@@ -4,9 +4,8 @@ a checkpoint per epoch (`taskmask.training.checkpoint`), and one process or seve
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from tqdm.auto import tqdm
 
 import taskmask._world as distributed
 from taskmask._world import World, resolve_device
@@ -23,18 +21,19 @@ from taskmask.data._batches import BatchSource, InMemoryBatches
 from taskmask.data._memory import MultiTaskData, split
 from taskmask.data._streaming import StreamedData
 from taskmask.errors import TaskmaskError
-from taskmask.functional._metrics import metric_as_float
 from taskmask.model._heads import HeadOutputs
 from taskmask.model._model import MultiTaskModel, raw_outputs
-from taskmask.tasks._metrics import task_metrics
 from taskmask.tasks._task import Task
 from taskmask.training import checkpoint
 from taskmask.training._batch_loss import BatchLoss, LossFn
 from taskmask.training._diagnostics import cosine_row, gradient_cosines, task_gradients
 from taskmask.training._early_stopping import EarlyStopping, Stopper
+from taskmask.training._progress import EpochReporter
+from taskmask.training._rows import kept_metrics, loss_row, metric_row
+from taskmask.training._schedule import LearningRate, Schedule
 from taskmask.weighting import Weighting, make_weighting
 
-__all__ = ["EarlyStopping", "LossFn", "TrainConfig", "Trainer", "resolve_device"]
+__all__ = ["EarlyStopping", "LossFn", "Schedule", "TrainConfig", "Trainer", "resolve_device"]
 
 
 class TrainConfig(BaseModel):
@@ -49,6 +48,9 @@ class TrainConfig(BaseModel):
     under bfloat16 autocast (losses, metrics, weights and optimiser stay float32).
     ``checkpoint_dir``: where to write a checkpoint at the end of every epoch (None: none;
     see `taskmask.training.checkpoint`); ``Trainer.fit(..., resume=True)`` continues from it.
+    ``scheduler``: a learning-rate `Schedule` (None: ``lr`` throughout); the history's ``lr``
+    is the rate of each epoch. ``progress``: a bar (None: when stderr is a terminal); without
+    one, the ``taskmask`` logger gets a line every ``log_every`` epochs.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -57,6 +59,7 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(default=256, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(default=1e-3, gt=0.0)
+    scheduler: Schedule | None = None
     weight_decay: float = Field(default=0.0, ge=0.0)
     momentum: float = Field(default=0.9, ge=0.0)
     clip_norm: float | None = Field(default=None, gt=0.0)
@@ -68,6 +71,7 @@ class TrainConfig(BaseModel):
     train_metrics: bool = True
     conflict_batches: int = Field(default=0, ge=0)
     progress: bool | None = None
+    log_every: int = Field(default=1, ge=1)
     device: str = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     checkpoint_dir: Path | None = None
@@ -124,6 +128,7 @@ class _Session:
     plan: BatchLoss
     world: World
     generator: torch.Generator
+    schedule: LearningRate | None = None
 
 
 class Trainer:
@@ -146,6 +151,7 @@ class Trainer:
         self.weighting = weighting
         self.loss_fns = dict(loss_fns or {})
         self.history: list[dict[str, float]] = []
+        self.best_epoch: int | None = None  # after `fit`: the epoch whose weights it restored
 
     def fit(
         self,
@@ -200,16 +206,23 @@ class Trainer:
         validation = plan.pack(validation.to(world.device)) if validation is not None else None
         stopper = Stopper(config.early_stopping, validation is not None)
         sizes = {"train": len(train), "validation": 0 if validation is None else len(validation)}
-        done, stopped = self._resume(session, stopper, sizes) if resume else (0, False)
+        reporter = EpochReporter(
+            epochs=config.epochs,
+            show_bar=config.progress,
+            log_every=config.log_every,
+            monitor=config.early_stopping.monitor if config.early_stopping else None,
+            enabled=world.is_main,
+        )
+        done, stopped = self._resume(session, stopper, sizes, reporter) if resume else (0, False)
         if not world.agree(done):
             raise TaskmaskError(
                 "the processes resumed from different epochs: under torchrun every rank needs "
                 "the same checkpoint directory (shared storage, or a copy on each machine)"
             )
         session.net = world.wrap(model)
-        for epoch in self._epochs(world, done, stopped):
+        for epoch in reporter.epochs_of(done, done if stopped else config.epochs):
             start = time.perf_counter()
-            row = {"epoch": float(epoch)}
+            row = {"epoch": float(epoch), "lr": float(session.optimizer.param_groups[0]["lr"])}
             row.update(self._train_epoch(session, batches))
             world.broadcast(model.buffers())  # e.g. batch-norm statistics: rank 0's
             if validation is not None:
@@ -217,12 +230,18 @@ class Trainer:
             row["seconds"] = time.perf_counter() - start
             self.history.append(row)
             stopped = stopper.update(row, model)
+            if session.schedule is not None:
+                session.schedule.step(row)
             self._save_checkpoint(session, epoch, stopped, stopper, sizes)
+            reporter.end_epoch(row, stopped=stopped)
             if on_epoch_end is not None:
                 on_epoch_end(row)
             if stopped:
                 break
-        stopper.restore(model)
+        restored = stopper.restore(model)
+        self.best_epoch = stopper.best_epoch if restored else None
+        if stopped and self.history:
+            reporter.event(stopper.stop_message(len(self.history), restored=restored))
         return self.history
 
     def _session(self, model: MultiTaskModel, world: World, generator: torch.Generator) -> _Session:
@@ -234,26 +253,11 @@ class Trainer:
         self.weighting = weighting
         optimizer = _optimizer(self.config, [*model.parameters(), *weighting.parameters()])
         plan = self._plan(model, world.device)
-        return _Session(model, model, optimizer, weighting, plan, world, generator)
-
-    def _epochs(self, world: World, done: int, stopped: bool) -> Iterable[int]:
-        """Epochs ``done + 1 ...`` (none if the resumed run had stopped early), with a progress
-        bar on rank 0 whose postfix shows the last row's losses."""
-        show = self.config.progress if self.config.progress is not None else sys.stderr.isatty()
-        last = done if stopped else self.config.epochs
-        bar = tqdm(
-            range(done + 1, last + 1),
-            initial=done,
-            total=self.config.epochs,
-            disable=not (show and world.is_main),
-            desc="train",
-            unit="epoch",
+        scheduler = self.config.scheduler
+        schedule = (
+            None if scheduler is None else LearningRate(scheduler, optimizer, self.config.epochs)
         )
-        for epoch in bar:
-            yield epoch
-            bar.set_postfix(
-                {k: f"{v:.4g}" for k, v in self.history[-1].items() if k.endswith("/loss")}
-            )
+        return _Session(model, model, optimizer, weighting, plan, world, generator, schedule)
 
     def _train_epoch(self, session: _Session, batches: BatchSource) -> dict[str, float]:
         model, world, weighting = session.model, session.world, session.weighting
@@ -271,9 +275,9 @@ class Trainer:
                 kept.append((batch, outputs.map(torch.Tensor.detach)))
         epoch_losses = (sums / counts.clamp(min=1)).float()
         used = weighting.current_weights()  # the weights this epoch trained with
-        row = _loss_row("train", model.tasks, epoch_losses, used)
+        row = loss_row("train", model.tasks, epoch_losses, used)
         if kept:
-            row.update(_kept_metrics("train", session, kept))
+            row.update(kept_metrics("train", model.tasks, session.plan, session.world, kept))
         for task, weight in zip(model.tasks, used.tolist(), strict=True):
             row[f"weight/{task.name}"] = weight
         weighting.end_epoch(epoch_losses)
@@ -313,7 +317,11 @@ class Trainer:
         return outputs, sums, counts
 
     def _resume(
-        self, session: _Session, stopper: Stopper, sizes: Mapping[str, int]
+        self,
+        session: _Session,
+        stopper: Stopper,
+        sizes: Mapping[str, int],
+        reporter: EpochReporter,
     ) -> tuple[int, bool]:
         """Load the checkpoint; returns its epoch and whether that run had stopped early."""
         directory = self.config.checkpoint_dir
@@ -334,8 +342,13 @@ class Trainer:
         stopper.load_state(
             state.meta["early_stopping"], checkpoint.unprefixed("best.", state.tensors)
         )
+        if session.schedule is not None:
+            session.schedule.load_state(state.meta["scheduler"])
         self.history = [dict(row) for row in state.meta["history"]]
-        return int(state.meta["epoch"]), bool(state.meta["stopped"])
+        epoch, stopped = int(state.meta["epoch"]), bool(state.meta["stopped"])
+        left = "it had stopped early: nothing left to train" if stopped else "resuming"
+        reporter.event(f"{source}: epoch {epoch} of {self.config.epochs} done; {left}")
+        return epoch, stopped
 
     def _save_checkpoint(
         self,
@@ -365,6 +378,7 @@ class Trainer:
                 early_stopping=early_stopping,
                 config=_resumable(self.config),
                 n_samples=dict(sizes),
+                scheduler=None if session.schedule is None else session.schedule.state(),
             )
             checkpoint.save(directory, state)
         session.world.barrier()  # no rank goes on (to resume, say) before the commit
@@ -408,56 +422,12 @@ class Trainer:
         sums, counts = plan(outputs, data)
         losses = torch.where(counts > 0, sums / counts.clamp(min=1), float("nan"))
         weights = self.weighting.current_weights() if self.weighting is not None else None
-        row = _loss_row(prefix, model.tasks, losses, weights)
+        row = loss_row(prefix, model.tasks, losses, weights)
         labels = {n: (e.target, e.observed) for n, e in plan.unpack(data.labels).items()}
-        row.update(_metric_row(prefix, model.tasks, outputs, labels))
+        row.update(metric_row(prefix, model.tasks, outputs, labels))
         return row
 
 
 def _resumable(config: TrainConfig) -> dict[str, Any]:
     """The settings a checkpoint records, to check that a resumed run is the same run."""
     return config.model_dump(mode="json", fallback=repr)
-
-
-def _kept_metrics(
-    prefix: str, session: _Session, kept: list[tuple[MultiTaskData, HeadOutputs]]
-) -> dict[str, float]:
-    """Metrics over the outputs an epoch computed, on every process's pieces of its batches."""
-    gather = session.world.gather_rows
-    tasks = session.model.tasks
-    outputs = HeadOutputs.cat([o for _, o in kept]).map(gather)
-    seen = [session.plan.unpack(b.labels) for b, _ in kept]
-    labels = {
-        name: (
-            gather(torch.cat([s[name].target for s in seen])),
-            gather(torch.cat([s[name].observed for s in seen])),
-        )
-        for name in seen[0]
-    }
-    return _metric_row(prefix, tasks, outputs, labels)
-
-
-def _loss_row(
-    prefix: str, tasks: tuple[Task, ...], losses: torch.Tensor, weights: torch.Tensor | None
-) -> dict[str, float]:
-    row = {f"{prefix}/{t.name}/loss": float(v) for t, v in zip(tasks, losses.tolist(), strict=True)}
-    w = weights.cpu() if weights is not None else torch.tensor([t.weight for t in tasks])
-    defined = ~torch.isnan(losses.cpu())
-    row[f"{prefix}/loss"] = float((w * torch.where(defined, losses.cpu(), 0.0)).sum())
-    return row
-
-
-def _metric_row(
-    prefix: str,
-    tasks: tuple[Task, ...],
-    outputs: Mapping[str, torch.Tensor],
-    labels: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-) -> dict[str, float]:
-    row: dict[str, float] = {}
-    for task in tasks:
-        if task.name not in labels:
-            continue
-        target, observed = labels[task.name]
-        metrics = task_metrics(task, outputs[task.name], target, observed)
-        row.update({f"{prefix}/{task.name}/{k}": metric_as_float(v) for k, v in metrics.items()})
-    return row

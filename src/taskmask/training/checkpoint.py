@@ -40,7 +40,7 @@ from taskmask.errors import TaskmaskError
 
 FORMAT_VERSION = 1
 INDEX_FILE = "checkpoint.json"
-RESUMABLE_CHANGES = ("epochs", "progress", "device", "checkpoint_dir")
+RESUMABLE_CHANGES = ("epochs", "progress", "log_every", "device", "checkpoint_dir")
 """The `taskmask.TrainConfig` fields that may differ between a run and its resumption."""
 
 
