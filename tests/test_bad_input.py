@@ -35,7 +35,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_table().to_csv(directory / "train.csv", index=False)
     config = write_config(directory, config_dict())
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
+        patch.setattr("taskmask.app.plots.plot_history", lambda *args, **kwargs: [])
         code = main(["train", "--config", str(config), "--out", str(directory / "run"), "--quiet"])
     assert code == 0
     return directory / "run"
@@ -59,7 +59,7 @@ def _every_command(
     messages = [
         _fails(capsys, "train", "--config", config, "--out", tmp_path / "run"),
         _fails(capsys, "evaluate", run_dir, "--data", data),
-        _fails(capsys, "predict", run_dir, "--data", data, "--output", output),
+        _fails(capsys, "predict", run_dir, "--data", data, "--out", output),
     ]
     assert not output.exists() and not (tmp_path / "run").exists()
     return messages
@@ -261,7 +261,7 @@ def test_a_full_disk_through_the_cli_names_the_output(
     monkeypatch.setattr(pd.DataFrame, "to_csv", _disk_full)
     output = tmp_path / "pred.csv"
     message = _fails(
-        capsys, "predict", run_dir, "--data", run_dir.parent / "train.csv", "--output", output
+        capsys, "predict", run_dir, "--data", run_dir.parent / "train.csv", "--out", output
     )
     assert message.strip() == f"taskmask predict: error: {output}: No space left on device"
     assert list(tmp_path.iterdir()) == []
@@ -274,7 +274,7 @@ def test_an_output_that_cannot_be_a_file_is_named(
     (tmp_path / "file.csv").write_text("x\n")
     output = tmp_path if where == "directory" else tmp_path / "file.csv" / "pred.csv"
     message = _fails(
-        capsys, "predict", run_dir, "--data", run_dir.parent / "train.csv", "--output", output
+        capsys, "predict", run_dir, "--data", run_dir.parent / "train.csv", "--out", output
     )
     expected = f"{output}: is a directory" if where == "directory" else f"{tmp_path / 'file.csv'}"
     assert expected in message and ".tmp" not in message

@@ -76,7 +76,7 @@ def configs(draw: st.DrawFn) -> str:
 
 @pytest.fixture(autouse=True)
 def _no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda *args, **kwargs: [])
 
 
 @settings(

@@ -48,7 +48,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def _start_training(workdir: Path) -> subprocess.Popen[str]:
-    argv = ["train", "--config", str(workdir / "run.yaml"), "--out", str(workdir / "run")]
+    argv = ["train", "--config", str(workdir / "run.yaml"), "--out", str(workdir / "run"), "-q"]
     return subprocess.Popen(
         [sys.executable, "-m", "taskmask", *argv, "--quiet"],
         env=_env(),
@@ -71,17 +71,19 @@ def _short_config(workdir: Path, epochs: int) -> Path:
 def test_a_second_training_on_the_same_out_fails_at_once(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda *args, **kwargs: [])
     run = workdir / "run"
     first = _start_training(workdir)
     try:
         _wait_for(_epoch_saved(run), "its first checkpoint", first)
         started = time.monotonic()
-        code, out, err = run_cli(capsys, "train", "--config", workdir / "run.yaml", "--out", run)
+        code, out, err = run_cli(
+            capsys, "train", "-q", "--config", workdir / "run.yaml", "--out", run
+        )
         assert time.monotonic() - started < 5 and (code, out) == (2, "")
         assert err.startswith(f"taskmask train: error: {run}: this run directory is in use")
         assert f"(pid {first.pid}, lock file {lock_path(run)})" in err
-        code, _, err = run_cli(capsys, "train", "--resume", run)
+        code, _, err = run_cli(capsys, "train", "-q", "--resume", run)
         assert code == 2 and f"pid {first.pid}" in err
         assert first.poll() is None  # the first run is untouched
     finally:
@@ -89,7 +91,7 @@ def test_a_second_training_on_the_same_out_fails_at_once(
         first.communicate()
     assert lock_path(run).is_file()  # kill -9 leaves the file; the kernel released the lock
     short = _short_config(workdir, 2)
-    code, _, err = run_cli(capsys, "train", "--config", short, "--out", run, "--overwrite")
+    code, _, err = run_cli(capsys, "train", "-q", "--config", short, "--out", run, "--overwrite")
     assert (code, err) == (0, "") and (run / "model.json").is_file()
     assert sorted(p.name for p in workdir.iterdir()) == [
         "run",
@@ -151,7 +153,7 @@ def test_a_signal_keeps_the_checkpoint_and_says_how_to_resume(
     signum: int,
     code: int,
 ) -> None:
-    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda *args, **kwargs: [])
     run = workdir / "run"
     training = _start_training(workdir)
     _wait_for(_epoch_saved(run, 2), "two checkpoints", training)
@@ -166,7 +168,7 @@ def test_a_signal_keeps_the_checkpoint_and_says_how_to_resume(
     assert not run.exists() and not lock_path(run).exists()
     assert sorted(p.name for p in workdir.iterdir()) == ["run.checkpoint", "run.yaml", "train.csv"]
     short = _short_config(workdir, done + 2)
-    result, _, err = run_cli(capsys, "train", "--resume", run, "--config", short)
+    result, _, err = run_cli(capsys, "train", "-q", "--resume", run, "--config", short)
     assert (result, err) == (0, "")
     history = pd.read_csv(run / "history.csv")
     assert list(history["epoch"]) == list(range(1, done + 3))
@@ -178,7 +180,7 @@ from pathlib import Path
 import taskmask.app.plots
 from taskmask.app.cli import main
 
-def hang(history, out_dir):  # plots are drawn into the run directory's temporary copy
+def hang(history, out_dir, **_):  # plots are drawn into the run directory's temporary copy
     Path(sys.argv[1]).write_text(str(out_dir))
     time.sleep(120)
 
@@ -190,7 +192,7 @@ sys.exit(main(sys.argv[2:]))
 def test_kill_9_during_the_final_write_leaves_nothing_for_good(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda history, out_dir: [])
+    monkeypatch.setattr("taskmask.app.plots.plot_history", lambda *args, **kwargs: [])
     run, marker = workdir / "run", workdir / "writing"
     short = _short_config(workdir, 2)
     argv = ["train", "--config", str(short), "--out", str(run), "--quiet"]
@@ -206,7 +208,7 @@ def test_kill_9_during_the_final_write_leaves_nothing_for_good(
     training.communicate()
     copy = Path(marker.read_text()).parent
     assert copy.name.startswith(f".run.tmp-{training.pid}-") and (copy / "model.json").is_file()
-    code, _, err = run_cli(capsys, "train", "--resume", run)
+    code, _, err = run_cli(capsys, "train", "-q", "--resume", run)
     assert (code, err) == (0, "") and (run / "model.json").is_file()
     left = sorted(p.name for p in workdir.iterdir())
     assert left == ["run", "run.yaml", "short.yaml", "train.csv", "writing"]

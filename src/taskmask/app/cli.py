@@ -174,8 +174,8 @@ def _output_path(args: argparse.Namespace) -> Path:
     if out is None:
         raise TaskmaskError("give --out FILE (.csv, .parquet, .json), or --out - for stdout")
     if str(out) != "-":
-        table_writer(out)
         check_writable_file(Path(out), what="--out")
+        table_writer(out)
     return Path(out)
 
 
