@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskmask.data import MultiTaskData, as_inputs, make_data, split
+from taskmask.data._rows import SparseRows
 from taskmask.errors import TaskmaskError
 from taskmask.functional import EncodedLabels
 from taskmask.tasks import Task
@@ -205,3 +207,26 @@ def test_split_is_repeatable_with_the_same_seed() -> None:
 def test_split_rejects_fractions_outside_zero_one(fraction: float) -> None:
     with pytest.raises(TaskmaskError, match="validation fraction must be in"):
         split(_indexed(4), fraction, generator=torch.Generator())
+
+
+def test_sparse_inputs_split_stay_sparse_and_batches_densify_their_rows() -> None:
+    x = np.zeros((20, 3), np.float32)
+    x[::2, 1] = np.arange(10)
+    labels = {"y": np.where(np.arange(20) % 3 == 0, np.nan, np.arange(20) % 2)}
+    data = make_data(sp.csr_matrix(x), labels, [Task(name="y", kind="binary")])
+    assert isinstance(data.inputs, SparseRows)
+    kept, held = split(data, 0.25, generator=torch.Generator().manual_seed(0))
+    assert isinstance(kept.inputs, SparseRows) and (len(kept), len(held)) == (15, 5)
+    dense = make_data(x, labels, [Task(name="y", kind="binary")])
+    d_kept, _ = split(dense, 0.25, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(kept.inputs[torch.arange(15)], d_kept.inputs, rtol=0, atol=0)
+    torch.testing.assert_close(kept.labels["y"].target, d_kept.labels["y"].target)
+    mean, scale = kept.inputs.moments().standardization()
+    torch.testing.assert_close(mean, d_kept.inputs.mean(0, keepdim=True))
+    torch.testing.assert_close(scale[0, 1], d_kept.inputs[:, 1].std(correction=0))
+
+
+def test_sparse_inputs_with_nan_name_the_entry() -> None:
+    x = sp.csr_matrix(np.array([[0.0, 1.0], [np.nan, 0.0]], np.float32))
+    with pytest.raises(TaskmaskError, match=r"train: feature index 0 is NaN .* row 1"):
+        make_data(x, {}, [], source="train")

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from taskmask.data._memory import MultiTaskData, make_data, split
+from taskmask.data._rows import SparseRows
 from taskmask.data._stream_stats import initial_biases, label_stats
 from taskmask.data._streaming import ParquetSource
 from taskmask.errors import TaskmaskError
@@ -135,9 +136,22 @@ def _in_memory(
     else:
         val = None
     tasks = balance_tasks(tasks, train)
+    return train, val, tasks, _scaling(train.inputs, standardize), feature_names
+
+
+def _scaling(
+    inputs: torch.Tensor, standardize: bool | Literal["feature", "channel"]
+) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+    """The input mean and scale of in-memory training inputs, dense or sparse (`SparseRows`,
+    from its feature moments: never densified whole)."""
     per = "feature" if standardize is True else standardize
-    scaling = standardization(train.inputs, per=per) if per else (None, None)
-    return train, val, tasks, scaling, feature_names
+    if not per:
+        return None, None
+    if isinstance(inputs, SparseRows):
+        if per == "channel":
+            raise TaskmaskError("standardize='channel' needs (N, C, ...) inputs, not sparse ones")
+        return inputs.moments().standardization()
+    return standardization(inputs, per=per)
 
 
 def _streamed(
@@ -198,6 +212,7 @@ def fit(
     written every epoch, and ``resume=True`` continues from it (see `Trainer.fit`).
     ``on_epoch_end`` receives each epoch's history row (see `Trainer.fit`).
 
+    ``inputs`` may be a scipy sparse matrix: it stays sparse, each batch densifies its rows.
     ``inputs`` may instead be a `taskmask.data.ParquetSource`, streamed batch by batch
     (``docs/streaming.md``): it holds the tasks and their label columns, so ``labels`` and
     ``tasks`` are left out; standardisation, ``pos_weight="balanced"`` and the heads'

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 
+from taskmask.data._rows import SparseRows, sparse_inputs
 from taskmask.errors import TaskmaskError
 from taskmask.functional._labels import EncodedLabels
 from taskmask.tasks._masking import encode_labels
@@ -19,6 +21,9 @@ from taskmask.tasks._task import Task
 @dataclass(frozen=True)
 class MultiTaskData:
     """``inputs`` ``(N, *input_shape)`` float32 and, per task name, its ``EncodedLabels``.
+
+    ``inputs`` may be `SparseRows` (sparse features, typed as the tensor it stands for):
+    indexing it densifies only the rows asked for.
 
     A task may be absent from ``labels`` (e.g. prediction data): it then has no observed label.
     """
@@ -51,6 +56,17 @@ class MultiTaskData:
                 for name, enc in self.labels.items()
             },
         )
+
+    def subset(self, index: torch.Tensor) -> MultiTaskData:
+        """The rows at ``index``; sparse inputs stay sparse (`take` densifies them)."""
+        inputs = self.inputs
+        if isinstance(inputs, SparseRows):
+            inputs = cast(torch.Tensor, inputs.subset(index))
+            labels = {
+                n: EncodedLabels(e.target[index], e.observed[index]) for n, e in self.labels.items()
+            }
+            return MultiTaskData(inputs, labels)
+        return self.take(index)
 
     def to(self, device: torch.device | str, *, non_blocking: bool = False) -> MultiTaskData:
         def move(t: torch.Tensor) -> torch.Tensor:
@@ -85,10 +101,15 @@ def as_inputs(
     inputs: Any, *, source: str = "inputs", names: Sequence[str] | None = None
 ) -> torch.Tensor:
     """Features as a float32 tensor ``(N, ...)``; NaN, inf or text is an error naming the column.
+    A scipy sparse matrix becomes `SparseRows` (typed as the tensor it stands for).
 
     ``names`` are the feature names: a DataFrame's columns are taken by these names, in this
     order (a missing one is an error); for arrays they only label error messages.
     """
+    if sp.issparse(inputs):
+        return cast(torch.Tensor, sparse_inputs(inputs, source=source))
+    if isinstance(inputs, SparseRows):
+        return cast(torch.Tensor, inputs)
     if isinstance(inputs, pd.DataFrame):
         if names is not None:
             absent = [n for n in names if n not in inputs.columns]
@@ -162,4 +183,4 @@ def split(
         raise TaskmaskError(f"validation fraction must be in (0, 1), got {fraction}")
     order = torch.randperm(len(data), generator=generator)
     n_held = max(1, round(len(data) * fraction))
-    return data.take(order[n_held:]), data.take(order[:n_held])
+    return data.subset(order[n_held:]), data.subset(order[:n_held])

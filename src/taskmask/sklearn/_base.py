@@ -11,7 +11,6 @@ from dataclasses import replace
 from typing import Any, Self, cast
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from pydantic import ValidationError
 from sklearn.base import BaseEstimator
@@ -19,10 +18,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from taskmask.api import fit
+from taskmask.data._rows import SparseRows, chunk_rows
 from taskmask.model._model import raw_outputs
 from taskmask.model._trunks import MLPConfig
 from taskmask.predict import _task_prediction
-from taskmask.sklearn._rows import Rows, fit_sparse, prediction_batch_size
 from taskmask.sklearn._targets import (
     predicted_probabilities,
     predicted_values,
@@ -137,8 +136,7 @@ class BaseMultiTaskEstimator(BaseEstimator):  # type: ignore[misc]
             "feature_names": None if names is None else [str(n) for n in names],
             "config": config,
         }
-        train = fit_sparse if sp.issparse(X) else fit
-        result = train(X, labels, tasks, **options)
+        result = fit(X, labels, tasks, **options)
         self.model_ = result.model.cpu().eval()
         self.history_ = result.history
         self.tasks_ = self.model_.tasks
@@ -153,8 +151,8 @@ class BaseMultiTaskEstimator(BaseEstimator):  # type: ignore[misc]
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
         # float64 inference from the float32 weights: a row's output does not depend on batching
         model = copy.deepcopy(self.model_).double()
-        chunk = prediction_batch_size(X.shape[1])
-        outputs = raw_outputs(model, cast(torch.Tensor, Rows(X, np.float64)), batch_size=chunk)
+        rows = cast(torch.Tensor, SparseRows(X, np.float64))
+        outputs = raw_outputs(model, rows, batch_size=chunk_rows(X.shape[1]))
         decoded: dict[str, np.ndarray] = {}
         probabilities: dict[str, np.ndarray | None] = {}
         for entry in self.layout_:
