@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from taskmask.api import evaluate, fit
+from taskmask.api import evaluate, fit, holdout
 from taskmask.errors import TaskmaskError
 from taskmask.functional import LossTerm
 from taskmask.model import MLPConfig, MLPTrunk
@@ -270,3 +270,12 @@ def test_an_unknown_setting_raises() -> None:
     x, labels = _raw(30, 13)
     with pytest.raises(ValueError, match="epoch"):
         _fit(x, labels, epoch=2)
+
+
+def test_holdout_is_the_split_fit_makes_and_rejects_a_bad_fraction() -> None:
+    kept, held = holdout(40, 0.25, seed=5)
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(5))
+    assert held.tolist() == order[:10].tolist() and kept.tolist() == order[10:].tolist()
+    assert sorted(kept.tolist() + held.tolist()) == list(range(40))
+    with pytest.raises(TaskmaskError, match=r"validation fraction must be in \(0, 1\), got 1.0"):
+        holdout(40, 1.0, seed=5)

@@ -11,12 +11,11 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from taskmask.data._memory import MultiTaskData, make_data, split
+from taskmask.data._memory import MultiTaskData, make_data
 from taskmask.data._rows import SparseRows
-from taskmask.data._stream_stats import initial_biases, label_stats
+from taskmask.data._stream_stats import LabelStats, balanced_tasks, initial_biases, label_stats
 from taskmask.data._streaming import ParquetSource
 from taskmask.errors import TaskmaskError
-from taskmask.functional._losses import balanced_pos_weight
 from taskmask.functional._metrics import MetricValue
 from taskmask.model._model import MultiTaskModel, raw_outputs
 from taskmask.model._trunks import MLPConfig, TrunkConfig, build_trunk
@@ -47,14 +46,18 @@ def resolve_tasks(tasks: Sequence[Task], labels: Mapping[str, Any]) -> tuple[Tas
 
 def balance_tasks(tasks: Sequence[Task], train: MultiTaskData) -> tuple[Task, ...]:
     """Replace ``pos_weight="balanced"`` by negatives / positives per label on ``train``."""
-    resolved = []
-    for task in tasks:
-        if task.pos_weight == "balanced":
-            enc = train.labels[task.name]
-            weights = balanced_pos_weight(enc.target, enc.observed).tolist()
-            task = task.model_copy(update={"pos_weight": tuple(weights)})
-        resolved.append(task)
-    return tuple(resolved)
+    return balanced_tasks(tasks, label_stats(tasks, train.labels, len(train)))
+
+
+def holdout(n_rows: int, fraction: float, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The row indices ``(kept, held)`` of the validation split: ``fit(validation_split=
+    fraction, seed=seed)`` trains on ``kept`` and validates on ``held`` (the one split; runs
+    hold out the same rows through it)."""
+    if not 0.0 < fraction < 1.0:
+        raise TaskmaskError(f"validation fraction must be in (0, 1), got {fraction}")
+    order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(seed))
+    n_held = max(1, round(n_rows * fraction))
+    return order[n_held:], order[:n_held]
 
 
 def standardization(
@@ -81,14 +84,11 @@ def standardization(
 
 
 @torch.no_grad()
-def _start_biases(model: MultiTaskModel, train: MultiTaskData | ParquetSource) -> None:
+def _start_biases(model: MultiTaskModel, stats: LabelStats) -> None:
     """Start each head whose kind has an ``initial_bias`` there (a regression head at its
     observed training mean, a count head at the log of its mean count), so that targets far
     from the initial outputs (ages, prices) need not first be reached by the optimiser."""
-    if isinstance(train, ParquetSource):
-        biases = train.initial_biases()
-    else:
-        biases = initial_biases(model.tasks, label_stats(model.tasks, train.labels, len(train)))
+    biases = initial_biases(model.tasks, stats)
     for task in model.tasks:
         if task.name not in biases:
             continue
@@ -107,8 +107,10 @@ Prepared = tuple[
     tuple[Task, ...],
     tuple[torch.Tensor, torch.Tensor] | tuple[None, None],
     Sequence[str] | None,
+    LabelStats,
 ]
-"""Training data, validation data, resolved tasks, input mean and scale, feature names."""
+"""Training data, validation data, resolved tasks, input mean and scale, feature names, and
+the training labels' statistics (the one pass that balancing and starting biases read)."""
 
 
 def _in_memory(
@@ -131,12 +133,13 @@ def _in_memory(
             *validation, tasks, source="validation data", feature_names=feature_names
         )
     elif config.validation_split > 0:
-        generator = torch.Generator().manual_seed(config.seed)
-        train, val = split(train, config.validation_split, generator=generator)
+        kept, held = holdout(len(train), config.validation_split, seed=config.seed)
+        train, val = train.subset(kept), train.subset(held)
     else:
         val = None
-    tasks = balance_tasks(tasks, train)
-    return train, val, tasks, _scaling(train.inputs, standardize), feature_names
+    stats = label_stats(tasks, train.labels, len(train))
+    tasks = balanced_tasks(tasks, stats)
+    return train, val, tasks, _scaling(train.inputs, standardize), feature_names, stats
 
 
 def _scaling(
@@ -178,7 +181,8 @@ def _streamed(
     else:
         val = None
     scaling = source.standardization() if standardize else (None, None)
-    return source, val, source.balanced(source.tasks), scaling, names
+    stats = source.label_stats()
+    return source, val, balanced_tasks(source.tasks, stats), scaling, names, stats
 
 
 def fit(
@@ -249,6 +253,7 @@ def train_prepared(
     tasks: Sequence[Task],
     scaling: tuple[torch.Tensor | None, torch.Tensor | None],
     feature_names: Sequence[str] | None,
+    stats: LabelStats,
     *,
     trunk: TrunkConfig | nn.Module | None,
     config: TrainConfig,
@@ -259,8 +264,8 @@ def train_prepared(
 ) -> FitResult:
     """The end of `fit` once the data are encoded and checked: build the model under
     ``config.seed`` (``scaling`` is its input mean and scale), start the heads whose kind says
-    so at their initial bias (regression: the observed means), train. ``validation`` is
-    already split off."""
+    so at their initial bias (from ``stats``: regression heads at the observed means), train.
+    ``validation`` is already split off."""
     torch.manual_seed(config.seed)
     if isinstance(trunk, nn.Module):
         module = trunk
@@ -275,7 +280,7 @@ def train_prepared(
         input_scale=scale,
         feature_names=feature_names,
     )
-    _start_biases(model, train)
+    _start_biases(model, stats)
     trainer = Trainer(
         config.model_copy(update={"validation_split": 0.0}), weighting=weighting, loss_fns=loss_fns
     )

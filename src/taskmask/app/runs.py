@@ -26,17 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 import taskmask._world as distributed
 from taskmask._io import atomic_directory, clean_stale, directory_lock, write_atomically
-from taskmask.api import FitResult, evaluate, fit, resolve_tasks
+from taskmask.api import FitResult, evaluate, fit, holdout, resolve_tasks
 from taskmask.app.applicable import applicable
 from taskmask.app.config import RunConfig, load_config
 from taskmask.app.run_report import metrics_document, model_card
 from taskmask.app.trackers import report_run
 from taskmask.data._coverage import Coverage, label_coverage
-from taskmask.data._memory import MultiTaskData, make_data, split
+from taskmask.data._memory import MultiTaskData, make_data
 from taskmask.data._streaming import ParquetSource
 from taskmask.data.auxiliary import auxiliary_targets
 from taskmask.data.tables import Dataset, read_dataset
@@ -124,9 +123,8 @@ def _require_labels(path: Path, n_observed: dict[str, int]) -> None:
 
 def _split(part: Dataset, fraction: float, *, seed: int) -> tuple[Dataset, Dataset]:
     """The rows that ``fit(validation_split=fraction, seed=seed)`` trains on and holds out."""
-    rows = MultiTaskData(torch.arange(len(part))[:, None], {})
-    kept, held = split(rows, fraction, generator=torch.Generator().manual_seed(seed))
-    return part.take(kept.inputs[:, 0].numpy()), part.take(held.inputs[:, 0].numpy())
+    kept, held = holdout(len(part), fraction, seed=seed)
+    return part.take(kept.numpy()), part.take(held.numpy())
 
 
 def part_metrics(model: MultiTaskModel, part: Dataset) -> Metrics:

@@ -81,6 +81,16 @@ def balanced_pos_weights(task: Task, stats: LabelStats) -> tuple[float, ...]:
     return tuple(weights.tolist())
 
 
+def balanced_tasks(tasks: Sequence[Task], stats: LabelStats) -> tuple[Task, ...]:
+    """``tasks`` with ``pos_weight="balanced"`` replaced by `balanced_pos_weights` on ``stats``."""
+    return tuple(
+        t.model_copy(update={"pos_weight": balanced_pos_weights(t, stats)})
+        if t.pos_weight == "balanced"
+        else t
+        for t in tasks
+    )
+
+
 def initial_biases(tasks: Sequence[Task], stats: LabelStats) -> dict[str, torch.Tensor]:
     """Each head's starting bias by task name, for the tasks whose kind sets one
     (`taskmask.tasks.initial_bias`: a regression head's observed mean, ...)."""

@@ -364,14 +364,8 @@ class ParquetSource:
 
     def balanced(self, tasks: Sequence[Task]) -> tuple[Task, ...]:
         """``tasks`` with ``pos_weight="balanced"`` replaced by negatives / positives per label
-        over every row (as `taskmask.api.balance_tasks` in memory)."""
-        stats = self.label_stats()
-        return tuple(
-            t.model_copy(update={"pos_weight": stream_stats.balanced_pos_weights(t, stats)})
-            if t.pos_weight == "balanced"
-            else t
-            for t in tasks
-        )
+        over every row (`taskmask.data.balanced_tasks` on `label_stats`)."""
+        return stream_stats.balanced_tasks(tasks, self.label_stats())
 
     def initial_biases(self) -> dict[str, torch.Tensor]:
         """Each head's starting bias over every row, for the tasks whose kind sets one
