@@ -333,8 +333,9 @@ def load(directory: str | os.PathLike[str]) -> Checkpoint:
         raise TaskmaskError(f"{tensor_path}: not a readable safetensors file ({error})") from None
     packed = {"history.values", "history.present"} <= tensors.keys()
     columns = index.get("history_columns")
-    if packed != (columns is not None) or (
-        packed and tensors["history.values"].shape[-1:] != (len(columns),)
+    width = len(columns) if isinstance(columns, list) else None
+    if packed != (width is not None) or (
+        packed and tuple(tensors["history.values"].shape[-1:]) != (width,)
     ):
         raise TaskmaskError(
             f"{directory / INDEX_FILE}: history_columns does not match the history tensors of "
