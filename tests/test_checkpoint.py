@@ -218,3 +218,35 @@ def test_a_pickled_model_file_is_refused_without_unpickling(model_dir: Path) -> 
     with pytest.raises(TaskmaskError, match=r"model\.safetensors: not a readable safetensors"):
         load_model(model_dir)
     assert not marker.exists()
+
+
+def test_a_many_task_history_is_stored_compactly_and_read_back_bit_exact(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(0)
+    columns = [f"{p}/task_{t}/{m}" for p in ("train", "val") for t in range(617) for m in "abcd"]
+    values = torch.rand(3, len(columns), generator=generator, dtype=torch.float64).tolist()
+    rows = [
+        {"epoch": float(e), **dict(zip(columns, values[e - 1], strict=True))} for e in (1, 2, 3)
+    ]
+    rows[1][columns[5]] = math.nan
+    del rows[2][columns[7]]  # a row may lack a column: it comes back without it
+    rows[2]["late"] = 1e-300  # and a later row may add one
+    checkpoint.save(tmp_path, Checkpoint({"model.w": torch.ones(2)}, {"epoch": 3, "history": rows}))
+    index = (tmp_path / INDEX_FILE).read_text()
+    assert len(index) < 40 * (len(columns) + 2)  # one name per column, no value per epoch
+    loaded = checkpoint.load(tmp_path)
+    assert set(loaded.tensors) == {"model.w"}
+    back = loaded.meta["history"]
+    assert [list(r) for r in back] == [list(r) for r in rows[:2]] + [list(rows[2])]
+    for got, want in zip(back, rows, strict=True):
+        assert got.keys() == want.keys()
+        assert all(got[k] == want[k] or (math.isnan(got[k]) and math.isnan(want[k])) for k in want)
+        assert all(type(v) is float for v in got.values())
+
+
+def test_history_columns_that_do_not_match_the_tensors_are_refused(tmp_path: Path) -> None:
+    checkpoint.save(tmp_path, _checkpoint())
+    index = tmp_path / INDEX_FILE
+    document = json.loads(index.read_text())
+    index.write_text(json.dumps({**document, "history_columns": ["train/loss"]}))
+    with pytest.raises(TaskmaskError, match=r"checkpoint\.json: history_columns does not match"):
+        checkpoint.load(tmp_path)

@@ -114,6 +114,7 @@ def test_train_prints_metrics_and_writes_a_complete_run_directory(trained: Train
     run = trained.run
     names = {p.name for p in run.iterdir()}
     expected = {"model.safetensors", "model.json", "config.yaml", "metrics.json", "history.csv"}
+    expected |= {"history_long.parquet", "history_long.csv"}
     assert expected | {"plots", "coverage.csv", "co_observed.csv", "README.md"} == names
     # diagnostics on stderr: the coverage, then a line per epoch (no terminal), then the run
     err = trained.err
@@ -125,7 +126,17 @@ def test_train_prints_metrics_and_writes_a_complete_run_directory(trained: Train
     assert list(co_observed.index) == ["tox", "scene", "colour", "age"]
     assert (co_observed.to_numpy().diagonal() >= co_observed.to_numpy().max(axis=0)).all()
     assert coverage.loc[("tox", "tox"), "n_observed"] == co_observed.loc["tox", "tox"]
-    assert len(pd.read_csv(run / "history.csv")) == SMALL_TRAINING["epochs"]
+    summary = pd.read_csv(run / "history.csv")
+    assert len(summary) == SMALL_TRAINING["epochs"]
+    long = pd.read_parquet(run / "history_long.parquet")
+    assert list(long.columns) == ["epoch", "split", "task", "label", "metric", "value"]
+    assert set(long["epoch"]) == set(range(1, SMALL_TRAINING["epochs"] + 1))
+    parts = ["split", "task", "label", "metric"]
+    csv = pd.read_csv(run / "history_long.csv")
+    csv[parts] = csv[parts].fillna("")  # an absent part is an empty cell
+    pd.testing.assert_frame_equal(csv, long.astype(dict.fromkeys(parts, str)), check_dtype=False)
+    val_loss = long[(long["split"] == "val") & (long["task"] == "") & (long["metric"] == "loss")]
+    assert val_loss["value"].tolist() == pytest.approx(summary["val/loss"].tolist())
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) == {"validation", "test", "undefined"}
     assert set(metrics["test"]) == {"tox", "scene", "colour", "age"}
@@ -136,13 +147,7 @@ def test_train_prints_metrics_and_writes_a_complete_run_directory(trained: Train
     colour = next(spec for spec in resolved.tasks if spec.name == "colour")
     assert colour.labels == ("blue", "green", "red") and colour.column == "colour"
     plots = sorted(p.name for p in (run / "plots").iterdir())
-    assert plots == [
-        "loss.png",
-        "task_age.png",
-        "task_colour.png",
-        "task_scene.png",
-        "task_tox.png",
-    ]
+    assert plots == ["loss.png", "summary.png"]  # per-task plots only with plots: all
 
 
 def test_evaluate_prints_a_table_and_json(

@@ -185,6 +185,7 @@ def test_schema_has_the_documented_sections() -> None:
         "training",
         "standardize",
         "tune_thresholds",
+        "plots",
         "search",
         "plugins",
         "trackers",

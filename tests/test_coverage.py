@@ -53,3 +53,25 @@ def test_a_task_without_labels_counts_as_never_observed() -> None:
     assert torch.equal(
         torch.tensor(coverage.co_observed.to_numpy()), torch.tensor([[3, 0], [0, 0]])
     )
+
+
+def test_the_printed_coverage_stays_short_at_any_number_of_tasks() -> None:
+    n_tasks, n_rows = 617, 50
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.rand(n_rows, n_tasks, generator=generator).round()
+    labels[torch.rand(n_rows, n_tasks, generator=generator) < 0.6] = float("nan")
+    labels[:, 3] = float("nan")
+    labels[:2, 3] = 1.0  # task t3: the least observed, 2 rows
+    tasks = [Task(name=f"t{t}", kind="binary") for t in range(n_tasks)]
+    data = make_data(
+        torch.zeros(n_rows, 1), {t.name: labels[:, i] for i, t in enumerate(tasks)}, tasks
+    )
+    coverage = label_coverage(data, tasks)
+    text = coverage.to_text()
+    lines = text.splitlines()
+    assert len(lines) <= 20 and coverage.co_observed.shape == (n_tasks, n_tasks)
+    assert lines[0].startswith(f"label coverage over {n_rows} rows: {n_tasks} tasks, 617 labels")
+    assert "observed per label: min 2," in lines[0]
+    assert lines[1] == "the 10 least observed:" and lines[3].split()[0] == "t3"
+    assert lines[-1].startswith("task pairs sharing no row: ")
+    assert f"of {n_tasks * (n_tasks - 1) // 2};" in lines[-1]

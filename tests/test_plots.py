@@ -50,7 +50,7 @@ def test_tasks_and_main_metric_come_from_the_columns() -> None:
 
 def test_writes_one_png_per_task_and_the_total_loss(tmp_path: Path) -> None:
     paths = plot_history(_history(), tmp_path / "plots")
-    assert [p.name for p in paths] == ["loss.png", "task_tox.png", "task_a_b.png"]
+    assert [p.name for p in paths] == ["loss.png", "summary.png", "task_tox.png", "task_a_b.png"]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +58,7 @@ def test_writes_one_png_per_task_and_the_total_loss(tmp_path: Path) -> None:
 def test_task_names_that_clash_after_cleaning_get_distinct_files(tmp_path: Path) -> None:
     history = pd.DataFrame({"epoch": [1.0], "train/a b/loss": [1.0], "train/a?b/loss": [2.0]})
     names = [p.name for p in plot_history(history, tmp_path)]
-    assert len(set(names)) == len(names) == 3
+    assert len(set(names)) == len(names) == 4
 
 
 def test_undefined_metric_values_are_gaps_not_zeros() -> None:
@@ -85,10 +85,10 @@ def test_gradient_cosines_get_their_own_plot(tmp_path: Path) -> None:
     conflict = tmp_path / "gradient_conflict.png"
     assert conflict in paths
     assert conflict.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (
-        plot_history(history.drop(columns=["cosine/a/b", "cosine/a/c"]), tmp_path / "x")[-1].name
-        == "loss.png"
-    )
+    assert [
+        p.name
+        for p in plot_history(history.drop(columns=["cosine/a/b", "cosine/a/c"]), tmp_path / "x")
+    ] == ["loss.png"]  # no task: no summary either
 
 
 def _multilabel_history() -> pd.DataFrame:
@@ -160,3 +160,40 @@ def test_the_comparison_is_a_grid_zoomed_to_the_values(tmp_path: Path) -> None:
     assert 0.9 < low < 0.975 and 1.005 < high < 1.02  # zoomed to 0.975 .. 1.005, not from 0
     assert (first.get_title(), first.get_ylabel()) == ("a", "accuracy")
     assert [t.get_text() for t in first.get_xticklabels()] == ["static", "dwa"]
+
+
+def _many_task_history(n_tasks: int) -> pd.DataFrame:
+    generator = np.random.default_rng(0)
+    columns: dict[str, list[float]] = {"epoch": [1.0, 2.0, 3.0], "val/loss": [3.0, 2.0, 1.0]}
+    for t in range(n_tasks):
+        for metric in ("loss", "roc_auc"):
+            columns[f"train/t{t}/{metric}"] = generator.random(3).tolist()
+            columns[f"val/t{t}/{metric}"] = generator.random(3).tolist()
+    return pd.DataFrame(columns)
+
+
+@pytest.mark.parametrize("n_tasks", [3, 40])
+def test_the_summary_draws_one_panel_per_metric_lines_or_a_heat_map(
+    tmp_path: Path, n_tasks: int
+) -> None:
+    from taskmask.app.plots import MAX_LINES, summary_panels
+
+    history = _many_task_history(n_tasks)
+    panels = summary_panels(history)
+    assert list(panels) == ["val/loss", "val/roc_auc"]  # validation, where there is some
+    assert [task for task, _ in panels["val/roc_auc"]] == [f"t{t}" for t in range(n_tasks)]
+    paths = plot_history(history, tmp_path, mode="summary")
+    assert [p.name for p in paths] == ["loss.png", "summary.png"]
+    assert (n_tasks > MAX_LINES) == (n_tasks == 40)
+
+
+def test_plot_modes(tmp_path: Path) -> None:
+    history = _many_task_history(2)
+    assert plot_history(history, tmp_path / "none", mode="none") == []
+    assert not (tmp_path / "none").exists()
+    names = [p.name for p in plot_history(history, tmp_path / "all", mode="all")]
+    assert names == ["loss.png", "summary.png", "task_t0.png", "task_t1.png"]
+    from taskmask.errors import TaskmaskError
+
+    with pytest.raises(TaskmaskError, match="plots: 'some'; expected one of all, summary, none"):
+        plot_history(history, tmp_path, mode="some")

@@ -114,3 +114,53 @@ def test_the_model_card_says_what_was_trained_and_how_well(
     accuracy = metrics["validation"]["tox"]["accuracy"]
     assert f"| validation | tox | accuracy | {accuracy:.4g} |" in card
     assert "torch " in card and "Python 3." in card
+
+
+def _wide_history() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "epoch": [1.0, 2.0],
+            "lr": [0.1, 0.05],
+            "train/loss": [1.0, 0.5],
+            "val/loss": [1.2, 0.7],
+            "train/tox/loss": [0.3, 0.2],
+            "val/tox/roc_auc": [0.6, float("nan")],
+            "val/scene/roc_auc/sea": [0.7, 0.8],
+            "val/scene/roc_auc_macro": [0.7, 0.8],
+            "val/scene/loss": [0.9, 0.8],
+            "val/mean/roc_auc": [0.65, 0.8],
+            "weight/tox": [1.0, 1.0],
+            "cosine/tox/scene": [0.1, -0.2],
+        }
+    )
+
+
+def test_the_long_history_splits_every_key_and_reads_back_as_the_wide_one() -> None:
+    from taskmask.app.run_report import LONG_COLUMNS, key_parts, long_history, wide_history
+
+    history = _wide_history()
+    long = long_history(history)
+    assert tuple(long.columns) == LONG_COLUMNS and len(long) == 2 * (history.shape[1] - 1)
+    assert key_parts("val/scene/roc_auc/sea") == ("val", "scene", "sea", "roc_auc")
+    assert key_parts("val/loss") == ("val", "", "", "loss")
+    assert key_parts("cosine/tox/scene") == ("", "tox", "scene", "cosine")
+    assert key_parts("lr") == ("", "", "", "lr")
+    row = long[(long["epoch"] == 2) & (long["label"] == "sea")]
+    assert row[["split", "task", "metric"]].values.tolist() == [["val", "scene", "roc_auc"]]
+    assert row["value"].tolist() == [0.8]
+    pd.testing.assert_frame_equal(wide_history(long), history)
+
+
+def test_the_summary_history_has_totals_means_and_one_headline_metric_per_task() -> None:
+    from taskmask.app.run_report import summary_history
+
+    summary = summary_history(_wide_history())
+    assert list(summary.columns) == [
+        "epoch",
+        "lr",
+        "train/loss",
+        "val/loss",
+        "val/mean/roc_auc",
+        "val/tox/roc_auc",  # its headline metric; train has none, so no train column
+        "val/scene/roc_auc_macro",
+    ]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -74,8 +75,9 @@ def test_series_run_trains_saves_and_evaluates(
     assert model.standardize and model.input_mean[0, :, 0].tolist() != [0.0, 0.0, 0.0]
     # per-channel statistics: every position of a channel has the same mean
     assert (model.input_mean[0] == model.input_mean[0, :, :1]).all()
-    history = (tmp_path / "run" / "history.csv").read_text()
-    assert "train/std/loss" in history and "train/fft/loss" in history
+    history = pd.read_csv(tmp_path / "run" / "history_long.csv", keep_default_na=False)
+    losses = history[(history["split"] == "train") & (history["metric"] == "loss")]
+    assert {"std", "fft"} <= set(losses["task"])
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(metrics["validation"]) == {"y"}
     capsys.readouterr()

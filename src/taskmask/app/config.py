@@ -219,6 +219,7 @@ class RunConfig(BaseModel):
     training: TrainConfig = TrainConfig()
     standardize: bool | Literal["feature", "channel"] = True
     tune_thresholds: bool = False
+    plots: Literal["all", "summary", "none"] = "summary"
     search: SearchConfig | None = None
     plugins: tuple[str, ...] = ()
     trackers: Trackers = Trackers()

@@ -4,6 +4,10 @@ matplotlib is imported only when a plot is drawn, and only its Agg canvas is use
 no global backend switch. An undefined metric is NaN in the history and shows as a gap.
 Epoch ticks are whole numbers, each panel's y axis is labelled with what it shows, the best
 epoch is marked, and a task with several labels also gets one validation curve per label.
+
+`plot_history` draws, by ``mode`` (the run config's ``plots``): ``summary``, the total loss,
+one grid of every task's loss and headline metric (one line per task up to `MAX_LINES` tasks,
+a task x epoch heat map beyond) and the gradient cosines; ``all``, also one file per task.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from taskmask.errors import TaskmaskError
 
 # The first of these a task has in its history is its main metric.
 MAIN_METRICS = (
@@ -27,6 +33,9 @@ MAIN_METRICS = (
     "mse_macro",
 )
 PREFIXES = ("train", "val")
+PLOT_MODES = ("all", "summary", "none")
+MAX_LINES = 12
+"""Up to this many tasks a summary panel has one line per task; beyond, a heat map."""
 
 
 def history_tasks(history: pd.DataFrame) -> list[str]:
@@ -163,19 +172,92 @@ def best_epoch_of(history: pd.DataFrame) -> int | None:
     return int(_epochs(history)[history["val/loss"].idxmin()])
 
 
+def summary_panels(history: pd.DataFrame) -> dict[str, list[tuple[str, str]]]:
+    """``{METRIC: [(task, column), ...]}``: each task's loss and headline metric, validation
+    columns where there are some, else training ones."""
+    prefix = "val" if any(str(c).startswith("val/") for c in history.columns) else "train"
+    panels: dict[str, list[tuple[str, str]]] = {}
+    for task in history_tasks(history):
+        for metric in dict.fromkeys(("loss", main_metric(history, task) or "loss")):
+            column = f"{prefix}/{task}/{metric}"
+            if column in history:
+                panels.setdefault(f"{prefix}/{metric}", []).append((task, column))
+    return panels
+
+
+def _draw_panel(
+    figure: Any, axes: Any, history: pd.DataFrame, title: str, lines: Sequence[tuple[str, str]]
+) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = _epochs(history)
+    values = history[[c for _, c in lines]].apply(pd.to_numeric, errors="coerce")
+    if len(lines) <= MAX_LINES:
+        for task, column in lines:
+            axes.plot(epochs, values[column], marker=".", linewidth=1, label=task)
+        axes.legend(fontsize="x-small", ncol=2)
+        axes.set_ylabel(title.rsplit("/", 1)[-1])
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+    else:
+        image = axes.imshow(
+            values.to_numpy(dtype=float).T,
+            aspect="auto",
+            interpolation="nearest",
+            extent=(float(epochs.min()) - 0.5, float(epochs.max()) + 0.5, len(lines), 0),
+        )
+        figure.colorbar(image, ax=axes)
+        axes.set_ylabel(f"task (of {len(lines)})")
+    axes.set_title(title)
+    axes.set_xlabel("epoch")
+
+
+def _save_summary(history: pd.DataFrame, path: Path) -> Path | None:
+    """Every task's loss and headline metric in one grid of panels (`summary_panels`)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = summary_panels(history)
+    if not panels:
+        return None
+    n_cols = min(3, len(panels))
+    n_rows = -(-len(panels) // n_cols)
+    figure = Figure(figsize=(5 * n_cols, 3.8 * n_rows))
+    FigureCanvasAgg(figure)
+    grid = figure.subplots(n_rows, n_cols, squeeze=False).ravel()
+    figure.subplots_adjust(left=0.08, right=0.97, bottom=0.1, top=0.92, wspace=0.3, hspace=0.4)
+    for axes, (title, lines) in zip(grid, panels.items(), strict=False):
+        _draw_panel(figure, axes, history, title, lines)
+    for axes in grid[len(panels) :]:
+        axes.set_visible(False)
+    figure.savefig(path, dpi=100)
+    return path
+
+
 def plot_history(
-    history: pd.DataFrame, out_dir: Path, *, best_epoch: int | None = None
+    history: pd.DataFrame,
+    out_dir: Path,
+    *,
+    best_epoch: int | None = None,
+    mode: str = "all",
 ) -> list[Path]:
-    """Write ``loss.png`` (total loss), one ``task_NAME.png`` per task (its loss and main
-    metric, train and validation) and, when the history has ``cosine/A/B`` columns,
-    ``gradient_conflict.png``, into ``out_dir`` (created if needed); return the paths.
-    ``best_epoch`` (default: `best_epoch_of`) is marked on every curve."""
+    """Write ``loss.png`` (total loss), ``summary.png`` (`summary_panels`), with ``mode="all"``
+    one ``task_NAME.png`` per task (its loss and main metric, train and validation) and, when
+    the history has ``cosine/A/B`` columns, ``gradient_conflict.png``, into ``out_dir``
+    (created if needed); return the paths. ``mode`` is one of `PLOT_MODES` (``none``: nothing
+    is written). ``best_epoch`` (default: `best_epoch_of`) is marked on every curve."""
+    if mode not in PLOT_MODES:
+        raise TaskmaskError(f"plots: {mode!r}; expected one of {', '.join(PLOT_MODES)}")
+    if mode == "none":
+        return []
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     best = best_epoch if best_epoch is not None else best_epoch_of(history)
     paths = [_save([("loss", "total loss")], history, out_dir / "loss.png", best)]
+    summary = _save_summary(history, out_dir / "summary.png")
+    paths += [summary] if summary is not None else []
     used: set[str] = set()
-    for task in history_tasks(history):
+    for task in history_tasks(history) if mode == "all" else ():
         panels = [(f"{task}/loss", f"{task}: loss")]
         metric = main_metric(history, task)
         if metric is not None:

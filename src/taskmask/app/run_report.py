@@ -6,6 +6,11 @@
 for the nulls. A task with one output has each metric once (``accuracy``, not also
 ``accuracy/toxic``, ``accuracy_macro`` and ``accuracy_macro_n_labels``). See
 ``docs/run_directory.md``.
+
+The history is written in long form (`long_history`: one row per epoch and key, split into
+``split``, ``task``, ``label``, ``metric``), whose size grows with the number of values and
+not with the width of one row, and as a small wide table (`summary_history`): each task's
+headline metric per split, the totals and the cross-task means.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from taskmask._version import __version__
+from taskmask.app.plots import history_tasks, main_metric
 from taskmask.functional._metrics import MetricValue, Undefined, summary_keys
 from taskmask.tasks._task import Task
 
@@ -61,6 +68,79 @@ def metrics_document(parts: Mapping[str, Metrics]) -> dict[str, Any]:
                 undefined.setdefault(part, {})[task] = reasons
     document["undefined"] = undefined
     return document
+
+
+SPLITS = ("train", "val")
+LONG_COLUMNS = ("epoch", "split", "task", "label", "metric", "value")
+
+
+def key_parts(key: str) -> tuple[str, str, str, str]:
+    """``(split, task, label, metric)`` of a history key: ``val/TASK/METRIC/LABEL``,
+    ``train/TASK/loss``, ``val/loss``; keys without a split (``lr``, ``weight/TASK``,
+    ``cosine/A/B``) are ``METRIC[/TASK[/LABEL]]``. Absent parts are empty strings."""
+    parts = key.split("/")
+    if parts[0] in SPLITS and len(parts) > 1:
+        rest = parts[1:]
+        if len(rest) == 1:
+            return parts[0], "", "", rest[0]
+        return parts[0], rest[0], "/".join(rest[2:]), rest[1]
+    return "", "/".join(parts[1:2]), "/".join(parts[2:]), parts[0]
+
+
+def history_key(split: str, task: str, label: str, metric: str) -> str:
+    """The history key of its parts: the inverse of `key_parts`."""
+    if split:
+        return "/".join(p for p in (split, task, metric, label) if p)
+    return "/".join(p for p in (metric, task, label) if p)
+
+
+def long_history(history: pd.DataFrame) -> pd.DataFrame:
+    """``history`` (one row per epoch, one column per key) in long form: one row per epoch
+    and key, with the `LONG_COLUMNS`; an undefined value is NaN."""
+    keys = [str(c) for c in history.columns if c != "epoch"]
+    n_epochs = len(history)
+    epochs = (
+        history["epoch"].to_numpy(dtype=np.int64)
+        if "epoch" in history
+        else np.arange(1, n_epochs + 1)
+    )
+    parts = list(zip(*map(key_parts, keys), strict=True)) if keys else [(), (), (), ()]
+    columns: dict[str, Any] = {"epoch": np.repeat(epochs, len(keys))}
+    for name, values in zip(LONG_COLUMNS[1:5], parts, strict=True):
+        columns[name] = pd.Categorical(np.tile(np.asarray(values, dtype=object), n_epochs))
+    columns["value"] = (
+        history[keys].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64).reshape(-1)
+    )
+    return pd.DataFrame(columns)
+
+
+def wide_history(long: pd.DataFrame) -> pd.DataFrame:
+    """A long history (`long_history`) back in wide form, one row per epoch."""
+    keys = [
+        history_key(*map(str, row)) for row in long[["split", "task", "label", "metric"]].values
+    ]
+    frame = pd.DataFrame({"epoch": long["epoch"].to_numpy(), "key": keys, "value": long["value"]})
+    wide = frame.pivot(index="epoch", columns="key", values="value")
+    wide = wide[list(dict.fromkeys(keys))].reset_index()
+    wide.columns.name = None
+    wide["epoch"] = wide["epoch"].astype(float)
+    return wide
+
+
+def summary_history(history: pd.DataFrame) -> pd.DataFrame:
+    """The small wide table of ``history``: the keys of no task (``epoch``, ``lr``, the total
+    losses), the cross-task means (``*/mean/*``) and each task's headline metric per split
+    (`taskmask.app.plots.main_metric`; its loss if it has none)."""
+    tasks = history_tasks(history)
+    keep = [
+        c
+        for c in map(str, history.columns)
+        if key_parts(c)[1] in ("", "mean") and not c.startswith(("weight/", "cosine/"))
+    ]
+    for task in tasks:
+        metric = main_metric(history, task) or "loss"
+        keep += [f"{s}/{task}/{metric}" for s in SPLITS if f"{s}/{task}/{metric}" in history]
+    return history[list(dict.fromkeys(keep))]
 
 
 def file_sha256(path: Path) -> str:

@@ -2,8 +2,10 @@
 
 A run directory holds ``model.safetensors`` + ``model.json``, the resolved ``config.yaml``
 (absolute data paths, label and class names filled in, only the settings that apply),
-``metrics.json`` (`taskmask.app.run_report`), ``history.csv``, ``plots/*.png``, the
-training labels' coverage (``coverage.csv``, ``co_observed.csv``) and a model card,
+``metrics.json`` (`taskmask.app.run_report`), the history (``history_long.parquet`` and
+``history_long.csv`` in long form, ``history.csv`` the small wide summary), ``plots/*.png``
+(as the config's ``plots`` says), the training labels' coverage (``coverage.csv``,
+``co_observed.csv``) and a model card,
 ``README.md``; ``docs/run_directory.md`` describes each. It is written atomically: nothing is
 left behind when anything fails.
 
@@ -32,7 +34,7 @@ from taskmask._io import atomic_directory, clean_stale, directory_lock, write_at
 from taskmask.api import FitResult, evaluate, fit, holdout, resolve_tasks
 from taskmask.app.applicable import applicable
 from taskmask.app.config import RunConfig, load_config
-from taskmask.app.run_report import metrics_document, model_card
+from taskmask.app.run_report import long_history, metrics_document, model_card, summary_history
 from taskmask.app.trackers import report_run
 from taskmask.data._coverage import Coverage, label_coverage
 from taskmask.data._memory import MultiTaskData, make_data
@@ -51,6 +53,8 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 README_FILE = "README.md"
 HISTORY_FILE = "history.csv"
+LONG_HISTORY_FILE = "history_long.parquet"
+LONG_HISTORY_CSV = "history_long.csv"
 PLOTS_DIR = "plots"
 COVERAGE_FILE = "coverage.csv"
 CO_OBSERVED_FILE = "co_observed.csv"
@@ -140,10 +144,16 @@ def _write_run(directory: Path, run: TrainRun, *, plots: bool) -> None:
     (directory / CONFIG_FILE).write_text(run.config.to_yaml(), encoding="utf-8")
     metrics = json.dumps(metrics_document(run.metrics), indent=2) + "\n"
     (directory / METRICS_FILE).write_text(metrics, encoding="utf-8")
-    run.fit.history.to_csv(directory / HISTORY_FILE, index=False)
+    history = run.fit.history
+    long = long_history(history)
+    long.to_parquet(directory / LONG_HISTORY_FILE, index=False)
+    long.to_csv(directory / LONG_HISTORY_CSV, index=False)
+    summary_history(history).to_csv(directory / HISTORY_FILE, index=False)
     (directory / README_FILE).write_text(_card(run), encoding="utf-8")
-    if plots:
-        plot_history(run.fit.history, directory / PLOTS_DIR, best_epoch=run.fit.trainer.best_epoch)
+    mode = run.config.plots if plots else "none"
+    if mode != "none":
+        best = run.fit.trainer.best_epoch
+        plot_history(history, directory / PLOTS_DIR, best_epoch=best, mode=mode)
 
 
 def _card(run: TrainRun) -> str:

@@ -6,11 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from taskmask.data._memory import MultiTaskData
 from taskmask.data._stream_stats import LabelStats, label_stats
 from taskmask.tasks._task import Task
+
+WORST_SHOWN = 10
+"""How many of the least-observed labels `Coverage.to_text` lists."""
 
 
 @dataclass(frozen=True)
@@ -25,13 +29,30 @@ class Coverage:
     labels: pd.DataFrame
     co_observed: pd.DataFrame
 
-    def to_text(self) -> str:
-        """A readable report for a terminal or a log."""
-        labels = self.labels.to_string(index=False, float_format=lambda v: f"{v:.3f}")
-        return (
-            f"label coverage over {self.n_rows} rows\n{labels}\n\n"
-            f"rows carrying labels of both tasks\n{self.co_observed.to_string()}"
-        )
+    def to_text(self, *, worst: int = WORST_SHOWN) -> str:
+        """A summary for a terminal or a log, at most ``worst + 6`` lines at any number of
+        tasks: counts, the ``worst`` least-observed labels (every label when there are no
+        more), and how many task pairs never share a row. The full tables are `labels` and
+        `co_observed` (``coverage.csv``, ``co_observed.csv`` in a run directory)."""
+        labels, n_tasks = self.labels, len(self.co_observed)
+        seen = labels["n_observed"]
+        lines = [
+            f"label coverage over {self.n_rows} rows: {n_tasks} tasks, {len(labels)} labels; "
+            f"observed per label: min {seen.min()}, median {seen.median():g}, max {seen.max()}"
+        ]
+        shown = labels.sort_values("n_observed", kind="stable").head(worst)
+        title = "every label" if len(shown) == len(labels) else f"the {len(shown)} least observed"
+        table = shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        lines += [f"{title}:", table]
+        counts = self.co_observed.to_numpy()
+        pairs = n_tasks * (n_tasks - 1) // 2
+        if pairs:
+            upper = counts[np.triu_indices(n_tasks, k=1)]
+            lines.append(
+                f"task pairs sharing no row: {int((upper == 0).sum())} of {pairs}; "
+                f"rows shared per pair: min {upper.min()}, median {np.median(upper):g}"
+            )
+        return "\n".join(lines)
 
 
 def coverage(stats: LabelStats, tasks: Sequence[Task]) -> Coverage:

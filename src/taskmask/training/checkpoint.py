@@ -6,9 +6,15 @@ A checkpoint directory holds two files, rewritten at the end of every epoch:
   weighting's parameters and buffers (``weighting.*``), the optimiser's per-parameter state
   (``optimizer.PARAM.KEY``), the RNG states (``rng.shuffle``, the shuffling generator;
   ``rng.torch.RANK`` and ``rng.cuda.RANK``, each process's global generators) and the
-  trainer's own tensors (``best.*``, the early-stopping best weights);
-- ``checkpoint.json``, everything else: the format version, the epoch, the history, the
-  optimiser's hyper-parameters, the training config, and the tensor file's name and SHA-256.
+  trainer's own tensors (``best.*``, the early-stopping best weights) and the history's
+  float values (``history.values``, ``(epochs, columns)`` float64, and ``history.present``,
+  whether each row has that column);
+- ``checkpoint.json``, everything else: the format version, the epoch, the history's column
+  names (``history_columns``, once, not once per epoch), the optimiser's hyper-parameters, the
+  training config, and the tensor file's name and SHA-256.
+
+The history travels as float64 tensors so that the JSON stays small at any number of tasks
+(a few hundred bytes per column instead of one name per value per epoch) and resumes bit-exact.
 
 Each file is written under a temporary name, synced, and renamed into place (`os.replace`),
 tensors first: renaming ``checkpoint.json`` commits the checkpoint, so a crash at any moment
@@ -55,6 +61,42 @@ class Checkpoint:
 def exists(directory: str | os.PathLike[str]) -> bool:
     """Whether ``directory`` holds a committed checkpoint."""
     return (Path(directory) / INDEX_FILE).is_file()
+
+
+def _pack_history(checkpoint: Checkpoint) -> Checkpoint:
+    """``meta["history"]`` (rows of floats) as ``history.*`` tensors and ``history_columns``."""
+    rows = checkpoint.meta.get("history")
+    if not isinstance(rows, list) or not all(
+        isinstance(row, dict) and all(type(v) is float for v in row.values()) for row in rows
+    ):
+        return checkpoint  # not rows of floats: kept in the JSON as it is
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    values = torch.tensor(
+        [[row.get(c, 0.0) for c in columns] for row in rows], dtype=torch.float64
+    ).reshape(len(rows), len(columns))  # (epochs, columns)
+    present = torch.tensor([[c in row for c in columns] for row in rows], dtype=torch.bool)
+    tensors = {
+        **checkpoint.tensors,
+        "history.values": values,
+        "history.present": present.reshape(values.shape),
+    }
+    meta = {k: v for k, v in checkpoint.meta.items() if k != "history"}
+    return Checkpoint(tensors, {**meta, "history_columns": columns})
+
+
+def _unpack_history(checkpoint: Checkpoint) -> Checkpoint:
+    """The inverse of `_pack_history`: ``meta["history"]`` as the rows it was saved from."""
+    columns = checkpoint.meta.get("history_columns")
+    if columns is None:
+        return checkpoint
+    tensors = dict(checkpoint.tensors)
+    values, present = tensors.pop("history.values"), tensors.pop("history.present")
+    rows = [
+        {c: v for c, v, p in zip(columns, vs, ps, strict=True) if p}
+        for vs, ps in zip(values.tolist(), present.tolist(), strict=True)
+    ]
+    meta = {k: v for k, v in checkpoint.meta.items() if k != "history_columns"}
+    return Checkpoint(tensors, {**meta, "history": rows})
 
 
 def _storable(tensor: torch.Tensor) -> torch.Tensor:
@@ -200,6 +242,7 @@ def save(directory: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
     previous one; returns the tensor file's path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    checkpoint = _pack_history(checkpoint)
     name = f"checkpoint-{int(checkpoint.meta['epoch']):04d}-{secrets.token_hex(4)}.safetensors"
     tensor_path = directory / name
     write_atomically(tensor_path, lambda tmp: save_file(checkpoint.tensors, str(tmp)))
@@ -288,7 +331,17 @@ def load(directory: str | os.PathLike[str]) -> Checkpoint:
         tensors = load_file(str(tensor_path))
     except (safetensors.SafetensorError, OSError, ValueError) as error:
         raise TaskmaskError(f"{tensor_path}: not a readable safetensors file ({error})") from None
-    return Checkpoint(tensors, index)
+    packed = {"history.values", "history.present"} <= tensors.keys()
+    columns = index.get("history_columns")
+    width = len(columns) if isinstance(columns, list) else None
+    if packed != (width is not None) or (
+        packed and tuple(tensors["history.values"].shape[-1:]) != (width,)
+    ):
+        raise TaskmaskError(
+            f"{directory / INDEX_FILE}: history_columns does not match the history tensors of "
+            f"{tensor_path.name}"
+        )
+    return _unpack_history(Checkpoint(tensors, index))
 
 
 def saved_epoch(directory: str | os.PathLike[str]) -> int:
