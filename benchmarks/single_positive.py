@@ -6,6 +6,8 @@ single-positive benchmarks (AN-LS, EM, LL-R, ASL; issue 15).
     python benchmarks/single_positive.py --smoke          # a 240-image slice at 32x32 (tests)
     python benchmarks/single_positive.py --out DIR        # where results.json / results.md go
     python benchmarks/single_positive.py --data-dir PATH  # default: ../shared/data
+    python benchmarks/single_positive.py --size 32 --epochs 12   # the reduced run of the README
+    python benchmarks/single_positive.py --strategies em,ll_r    # some strategies only
 
 Data, split, CNN and optimiser as benchmarks/scenes.py (`_scenes.py`: 1,400 train / 200
 validation / 400 test images, 5 labels, no label missing, 1.24 positives per image on average,
@@ -34,7 +36,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -227,13 +229,32 @@ def markdown(summary: dict[str, dict[str, tuple[float, float]]], n_seeds: int) -
     return "\n".join(lines)
 
 
+def chosen_strategies(names: str | None) -> tuple[Strategy, ...]:
+    """The strategies named in ``names`` (comma-separated), in `STRATEGIES` order; all if None."""
+    if names is None:
+        return STRATEGIES
+    wanted = {name.strip() for name in names.split(",")}
+    unknown = wanted - {s.name for s in STRATEGIES}
+    if unknown:
+        known = ", ".join(s.name for s in STRATEGIES)
+        raise SystemExit(f"--strategies: unknown {', '.join(sorted(unknown))}; known: {known}")
+    return tuple(s for s in STRATEGIES if s.name in wanted)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = benchmark_parser(__doc__, "single_positive", seeds=len(Settings().seeds)).parse_args(
-        argv
-    )
+    parser = benchmark_parser(__doc__, "single_positive", seeds=len(Settings().seeds))
+    parser.add_argument("--size", type=int, default=None, help="image side (default 100)")
+    parser.add_argument("--epochs", type=int, default=None, help="most epochs (default 16)")
+    parser.add_argument("--strategies", default=None, help="comma-separated names (default all)")
+    args = parser.parse_args(argv)
     if data_missing(args.data_dir / "miml_scene" / "miml_images.tar", "miml_scene", args.data_dir):
         return 0
     settings = chosen_settings(args, Settings(), SMOKE)
+    if args.size is not None:
+        settings = replace(settings, size=args.size)
+    if args.epochs is not None:
+        settings = replace(settings, epochs=args.epochs)
+    strategies = chosen_strategies(args.strategies)
     start = time.perf_counter()
     scenes = load_scenes(args.data_dir, settings.size, settings.n_rows)
     parts = scene_split(len(scenes.names))
@@ -244,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     runs = []
     for seed in settings.seeds:
-        for strategy in STRATEGIES:
+        for strategy in strategies:
             t0 = time.perf_counter()
             out = run_strategy(strategy, scenes.inputs, scenes.labels, parts, settings, seed)
             seconds = time.perf_counter() - t0
@@ -265,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": asdict(settings),
         "strategies": [
             {"name": s.name, "missing_labels": s.missing_labels, "options": s.options}
-            for s in STRATEGIES
+            for s in strategies
         ],
         "delta_rel": DELTA_REL,
         "split": {name: len(rows) for name, rows in parts._asdict().items()},
