@@ -27,6 +27,7 @@ Contract of a spec's functions (a missing label means ``observed == False``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -226,12 +227,51 @@ def make_head(task: Task, in_features: int) -> nn.Module:
 
 TaskKind = Literal["binary", "multilabel", "multiclass", "regression", "count"]
 RegressionLoss = Literal["mse", "l1", "huber"]
-MissingLabels = Literal["ignore", "negative", "weak_negative", "expected_positive"]
+MissingLabels = Literal[
+    "ignore",
+    "negative",
+    "weak_negative",
+    "expected_positive",
+    "smoothed_negative",
+    "entropy_max",
+    "large_loss_rejection",
+    "asymmetric",
+]
+PARTIAL_LABEL_OPTIONS: dict[str, dict[str, tuple[float, float]]] = {
+    "smoothed_negative": {"epsilon": (0.0, 0.5)},
+    "entropy_max": {"alpha": (0.0, math.inf)},
+    "large_loss_rejection": {"delta_rel": (0.0, 1.0)},
+    "asymmetric": {"gamma_pos": (0.0, math.inf), "gamma_neg": (0.0, math.inf), "clip": (0.0, 1.0)},
+}
+"""The ``missing_label_options`` each strategy accepts, with their closed ranges; a strategy
+not listed takes none."""
 
 
 def _kinds_reading(option: Option) -> str:
     kinds = [name for name in known_kinds() if option in _REGISTRY[name].options]
     return " and ".join(kinds) if len(kinds) < 3 else ", ".join(kinds)
+
+
+def _check_partial_label_options(
+    where: str, strategy: str, options: dict[str, float] | None
+) -> None:
+    """``options`` are names `PARTIAL_LABEL_OPTIONS` lists for ``strategy``, each in range."""
+    if options is None:
+        return
+    accepted = PARTIAL_LABEL_OPTIONS.get(strategy, {})
+    for name, value in options.items():
+        if name not in accepted:
+            takes = f"takes {sorted(accepted)}" if accepted else "takes none"
+            raise ValueError(
+                f"{where}: missing_label_options has {name!r}, but missing_labels={strategy!r} "
+                f"{takes}"
+            )
+        low, high = accepted[name]
+        if not low <= value <= high:
+            raise ValueError(
+                f"{where}: missing_label_options {name}={value} is outside [{low}, {high}] "
+                f"(missing_labels={strategy!r})"
+            )
 
 
 class Task(BaseModel):
@@ -251,7 +291,12 @@ class Task(BaseModel):
     row that has some observed label of the task as: ``ignore`` (default), ``negative``,
     ``weak_negative`` (a negative of weight ``negative_weight``, default ``1 / (k - 1)``), or
     ``expected_positive`` (no loss, plus ``expected_positive_weight`` (default ``k``) times the
-    squared gap to ``expected_positives`` per row, which is required); Cole et al. 2021.
+    squared gap to ``expected_positives`` per row, which is required); Cole et al. 2021. The
+    single-positive losses of `taskmask.functional` (their options in ``missing_label_options``,
+    ranges in `PARTIAL_LABEL_OPTIONS`): ``smoothed_negative`` (AN-LS, ``epsilon`` 0.1),
+    ``entropy_max`` (EM, ``alpha`` 0.1), ``large_loss_rejection`` (LL-R, ``delta_rel`` 0.002 per
+    epoch done, the epoch passed by the trainer) and ``asymmetric`` (ASL with the missing labels
+    as negatives; ``gamma_pos`` 0, ``gamma_neg`` 4, ``clip`` 0.05).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -272,6 +317,7 @@ class Task(BaseModel):
     negative_weight: float | None = Field(default=None, ge=0.0, le=1.0)
     expected_positives: float | None = Field(default=None, gt=0.0)
     expected_positive_weight: float | None = Field(default=None, ge=0.0)
+    missing_label_options: dict[str, float] | None = None
 
     def __init__(self, **data: Any) -> None:
         """Validate; bad fields raise `taskmask.errors.InvalidFieldsError` (a `TaskmaskError`
@@ -340,6 +386,9 @@ class Task(BaseModel):
                 f"{where}: missing_labels='expected_positive' needs expected_positives, the "
                 "mean number of positive labels per row (of the full labels, not the observed)"
             )
+        _check_partial_label_options(where, strategy, self.missing_label_options)
+        if strategy == "asymmetric" and self.pos_weight is not None:
+            raise ValueError(f"{where}: pos_weight does not apply to missing_labels='asymmetric'")
         k = len(self.labels) if self.labels is not None else self.n_outputs
         if k is not None and self.expected_positives is not None and self.expected_positives > k:
             raise ValueError(
