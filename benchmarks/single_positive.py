@@ -19,11 +19,11 @@ clean validation mAP.
 
 Strategies: ``all_labels`` (the full training labels, for reference); `Task.missing_labels`
 ``ignore``, ``negative`` (AN), ``weak_negative`` (WAN) and ``expected_positive`` (EPR, with the
-true mean number of positives of the training images, as the paper does); and through
-``Trainer(loss_fns=...)`` the losses of `taskmask.functional`: ``an_ls`` (epsilon 0.1), ``em``
-(alpha 0.1), ``ll_r`` (rejection rate ``large_loss_rejection_rate(epochs done, delta_rel=0.005)``,
-the top of the authors' grid: more of the scenes' missing labels are positives than COCO's
-2.4 %) and ``asl`` (gamma_pos 0, gamma_neg 4, clip 0.05, unannotated labels as negatives).
+true mean number of positives of the training images, as the paper does), ``an_ls``
+(``smoothed_negative``, epsilon 0.1), ``em`` (``entropy_max``, alpha 0.1), ``ll_r``
+(``large_loss_rejection``, rejection rate ``0.005 * epochs done``, the top of the authors' grid:
+more of the scenes' missing labels are positives than COCO's 2.4 %) and ``asl``
+(``asymmetric``: gamma_pos 0, gamma_neg 4, clip 0.05, unannotated labels as negatives).
 
 Metrics on the test images: mAP (mean over labels of average precision, ``pr_auc_macro``, what
 the papers report), mean ROC-AUC, macro F1 at 0.5, and the mean number of labels predicted
@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -46,17 +46,7 @@ from _scenes import LABELS, SMOKE, Settings, load_scenes, make_trunk, scene_spli
 
 import taskmask
 from taskmask import EarlyStopping, Task
-from taskmask.functional import (
-    LossTerm,
-    assume_negative_label_smoothing_bce_with_logits,
-    asymmetric_loss_with_logits,
-    entropy_maximization_loss,
-    large_loss_rejection_bce_with_logits,
-    large_loss_rejection_rate,
-    single_positive_loss_term,
-)
 from taskmask.predict import predict
-from taskmask.training import LossFn
 
 DELTA_REL = 0.005
 HEADLINE = (
@@ -69,13 +59,12 @@ HEADLINE = (
 
 @dataclass(frozen=True)
 class Strategy:
-    """A way to train on single positive labels: a `Task.missing_labels` strategy, or one of
-    the losses of `taskmask.functional` with its options (then ``missing_labels`` is unused)."""
+    """A way to train on single positive labels: a `Task.missing_labels` strategy and its
+    ``missing_label_options``."""
 
     name: str
     missing_labels: str = "ignore"
-    loss: Callable[..., torch.Tensor] | None = None
-    options: dict[str, float | bool] = field(default_factory=dict)
+    options: dict[str, float] = field(default_factory=dict)
 
 
 STRATEGIES = (
@@ -84,12 +73,10 @@ STRATEGIES = (
     Strategy("negative", "negative"),
     Strategy("weak_negative", "weak_negative"),
     Strategy("expected_positive", "expected_positive"),
-    Strategy(
-        "an_ls", loss=assume_negative_label_smoothing_bce_with_logits, options={"epsilon": 0.1}
-    ),
-    Strategy("em", loss=entropy_maximization_loss, options={"alpha": 0.1}),
-    Strategy("ll_r", loss=large_loss_rejection_bce_with_logits),
-    Strategy("asl", loss=asymmetric_loss_with_logits, options={"assume_negative": True}),
+    Strategy("an_ls", "smoothed_negative", {"epsilon": 0.1}),
+    Strategy("em", "entropy_max", {"alpha": 0.1}),
+    Strategy("ll_r", "large_loss_rejection", {"delta_rel": DELTA_REL}),
+    Strategy("asl", "asymmetric", {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05}),
 )
 
 
@@ -102,35 +89,6 @@ def single_positive_labels(Y: np.ndarray, rng: np.random.Generator) -> np.ndarra
         if len(positives):
             out[row, rng.choice(positives)] = 1.0
     return out
-
-
-def term_loss(loss: Callable[..., torch.Tensor], **options: Any) -> LossFn:
-    """``loss`` with ``options`` as a `LossFn` for ``Trainer(loss_fns=...)``."""
-
-    def loss_fn(task: Task, input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor):
-        return single_positive_loss_term(loss, input, target, observed, **options)
-
-    return loss_fn
-
-
-def rejection_loss(n_train: int, delta_rel: float) -> LossFn:
-    """LL-R as a `LossFn` whose rejection rate follows the epochs done: it counts the rows of
-    the training steps it sees (grad enabled; evaluation runs under no_grad), ``n_train`` an
-    epoch, as the trainer has no per-epoch hook."""
-    rows_seen = 0
-
-    def loss_fn(
-        task: Task, input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor
-    ) -> LossTerm:
-        nonlocal rows_seen
-        rate = large_loss_rejection_rate(rows_seen // n_train, delta_rel=delta_rel)
-        if torch.is_grad_enabled() and input.requires_grad:
-            rows_seen += len(input)
-        return single_positive_loss_term(
-            large_loss_rejection_bce_with_logits, input, target, observed, rejection_rate=rate
-        )
-
-    return loss_fn
 
 
 def train_strategy(
@@ -155,13 +113,9 @@ def train_strategy(
         kind="multilabel",
         labels=LABELS,
         missing_labels=strategy.missing_labels,
+        missing_label_options=strategy.options or None,
         **extra,
     )
-    loss_fns: dict[str, LossFn] = {}
-    if strategy.name == "ll_r":
-        loss_fns["scene"] = rejection_loss(len(train_rows), DELTA_REL)
-    elif strategy.loss is not None:
-        loss_fns["scene"] = term_loss(strategy.loss, **strategy.options)
     torch.manual_seed(seed)  # the trunk is built here, before fit seeds what it builds
     return taskmask.fit(
         X[train_rows],
@@ -170,7 +124,6 @@ def train_strategy(
         trunk=make_trunk(settings),
         validation=(X[val_rows], {"scene": y_val}),
         standardize="channel",
-        loss_fns=loss_fns,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
         lr=settings.lr,
