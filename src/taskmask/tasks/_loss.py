@@ -21,7 +21,8 @@ from taskmask.functional._single_positive import (
     large_loss_rejection_rate,
     single_positive_loss_term,
 )
-from taskmask.tasks._task import PARTIAL_LABEL_OPTIONS, Task
+from taskmask.tasks._missing_labels import PARTIAL_LABEL_OPTIONS
+from taskmask.tasks._task import Task
 
 DEFAULT_DELTA_REL = 0.002
 """LL-R's rejection rate growth per epoch done when ``delta_rel`` is not given (the middle of

@@ -27,7 +27,6 @@ Contract of a spec's functions (a missing label means ``observed == False``):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -49,6 +48,10 @@ from taskmask.errors import TaskmaskError, invalid_fields
 from taskmask.functional._labels import EncodedLabels
 from taskmask.functional._losses import LossTerm
 from taskmask.functional._metrics import MetricValue
+from taskmask.tasks._missing_labels import (
+    MissingLabels,
+    check_partial_label_options,
+)
 
 Targets = Literal["flags", "classes", "values"]
 Option = Literal["pos_weight", "missing_labels", "loss"]
@@ -227,51 +230,11 @@ def make_head(task: Task, in_features: int) -> nn.Module:
 
 TaskKind = Literal["binary", "multilabel", "multiclass", "regression", "count"]
 RegressionLoss = Literal["mse", "l1", "huber"]
-MissingLabels = Literal[
-    "ignore",
-    "negative",
-    "weak_negative",
-    "expected_positive",
-    "smoothed_negative",
-    "entropy_max",
-    "large_loss_rejection",
-    "asymmetric",
-]
-PARTIAL_LABEL_OPTIONS: dict[str, dict[str, tuple[float, float]]] = {
-    "smoothed_negative": {"epsilon": (0.0, 0.5)},
-    "entropy_max": {"alpha": (0.0, math.inf)},
-    "large_loss_rejection": {"delta_rel": (0.0, 1.0)},
-    "asymmetric": {"gamma_pos": (0.0, math.inf), "gamma_neg": (0.0, math.inf), "clip": (0.0, 1.0)},
-}
-"""The ``missing_label_options`` each strategy accepts, with their closed ranges; a strategy
-not listed takes none."""
 
 
 def _kinds_reading(option: Option) -> str:
     kinds = [name for name in known_kinds() if option in _REGISTRY[name].options]
     return " and ".join(kinds) if len(kinds) < 3 else ", ".join(kinds)
-
-
-def _check_partial_label_options(
-    where: str, strategy: str, options: dict[str, float] | None
-) -> None:
-    """``options`` are names `PARTIAL_LABEL_OPTIONS` lists for ``strategy``, each in range."""
-    if options is None:
-        return
-    accepted = PARTIAL_LABEL_OPTIONS.get(strategy, {})
-    for name, value in options.items():
-        if name not in accepted:
-            takes = f"takes {sorted(accepted)}" if accepted else "takes none"
-            raise ValueError(
-                f"{where}: missing_label_options has {name!r}, but missing_labels={strategy!r} "
-                f"{takes}"
-            )
-        low, high = accepted[name]
-        if not low <= value <= high:
-            raise ValueError(
-                f"{where}: missing_label_options {name}={value} is outside [{low}, {high}] "
-                f"(missing_labels={strategy!r})"
-            )
 
 
 class Task(BaseModel):
@@ -386,7 +349,7 @@ class Task(BaseModel):
                 f"{where}: missing_labels='expected_positive' needs expected_positives, the "
                 "mean number of positive labels per row (of the full labels, not the observed)"
             )
-        _check_partial_label_options(where, strategy, self.missing_label_options)
+        check_partial_label_options(where, strategy, self.missing_label_options)
         if strategy == "asymmetric" and self.pos_weight is not None:
             raise ValueError(f"{where}: pos_weight does not apply to missing_labels='asymmetric'")
         k = len(self.labels) if self.labels is not None else self.n_outputs
