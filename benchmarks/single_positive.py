@@ -6,6 +6,8 @@ single-positive benchmarks (AN-LS, EM, LL-R, ASL; issue 15).
     python benchmarks/single_positive.py --smoke          # a 240-image slice at 32x32 (tests)
     python benchmarks/single_positive.py --out DIR        # where results.json / results.md go
     python benchmarks/single_positive.py --data-dir PATH  # default: ../shared/data
+    python benchmarks/single_positive.py --size 32 --epochs 12   # the reduced run of the README
+    python benchmarks/single_positive.py --strategies em,ll_r    # some strategies only
 
 Data, split, CNN and optimiser as benchmarks/scenes.py (`_scenes.py`: 1,400 train / 200
 validation / 400 test images, 5 labels, no label missing, 1.24 positives per image on average,
@@ -17,11 +19,11 @@ clean validation mAP.
 
 Strategies: ``all_labels`` (the full training labels, for reference); `Task.missing_labels`
 ``ignore``, ``negative`` (AN), ``weak_negative`` (WAN) and ``expected_positive`` (EPR, with the
-true mean number of positives of the training images, as the paper does); and through
-``Trainer(loss_fns=...)`` the losses of `taskmask.functional`: ``an_ls`` (epsilon 0.1), ``em``
-(alpha 0.1), ``ll_r`` (rejection rate ``large_loss_rejection_rate(epochs done, delta_rel=0.005)``,
-the top of the authors' grid: more of the scenes' missing labels are positives than COCO's
-2.4 %) and ``asl`` (gamma_pos 0, gamma_neg 4, clip 0.05, unannotated labels as negatives).
+true mean number of positives of the training images, as the paper does), ``an_ls``
+(``smoothed_negative``, epsilon 0.1), ``em`` (``entropy_max``, alpha 0.1), ``ll_r``
+(``large_loss_rejection``, rejection rate ``0.005 * epochs done``, the top of the authors' grid:
+more of the scenes' missing labels are positives than COCO's 2.4 %) and ``asl``
+(``asymmetric``: gamma_pos 0, gamma_neg 4, clip 0.05, unannotated labels as negatives).
 
 Metrics on the test images: mAP (mean over labels of average precision, ``pr_auc_macro``, what
 the papers report), mean ROC-AUC, macro F1 at 0.5, and the mean number of labels predicted
@@ -33,8 +35,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -44,17 +46,7 @@ from _scenes import LABELS, SMOKE, Settings, load_scenes, make_trunk, scene_spli
 
 import taskmask
 from taskmask import EarlyStopping, Task
-from taskmask.functional import (
-    LossTerm,
-    assume_negative_label_smoothing_bce_with_logits,
-    asymmetric_loss_with_logits,
-    entropy_maximization_loss,
-    large_loss_rejection_bce_with_logits,
-    large_loss_rejection_rate,
-    single_positive_loss_term,
-)
 from taskmask.predict import predict
-from taskmask.training import LossFn
 
 DELTA_REL = 0.005
 HEADLINE = (
@@ -67,13 +59,12 @@ HEADLINE = (
 
 @dataclass(frozen=True)
 class Strategy:
-    """A way to train on single positive labels: a `Task.missing_labels` strategy, or one of
-    the losses of `taskmask.functional` with its options (then ``missing_labels`` is unused)."""
+    """A way to train on single positive labels: a `Task.missing_labels` strategy and its
+    ``missing_label_options``."""
 
     name: str
     missing_labels: str = "ignore"
-    loss: Callable[..., torch.Tensor] | None = None
-    options: dict[str, float | bool] = field(default_factory=dict)
+    options: dict[str, float] = field(default_factory=dict)
 
 
 STRATEGIES = (
@@ -82,12 +73,10 @@ STRATEGIES = (
     Strategy("negative", "negative"),
     Strategy("weak_negative", "weak_negative"),
     Strategy("expected_positive", "expected_positive"),
-    Strategy(
-        "an_ls", loss=assume_negative_label_smoothing_bce_with_logits, options={"epsilon": 0.1}
-    ),
-    Strategy("em", loss=entropy_maximization_loss, options={"alpha": 0.1}),
-    Strategy("ll_r", loss=large_loss_rejection_bce_with_logits),
-    Strategy("asl", loss=asymmetric_loss_with_logits, options={"assume_negative": True}),
+    Strategy("an_ls", "smoothed_negative", {"epsilon": 0.1}),
+    Strategy("em", "entropy_max", {"alpha": 0.1}),
+    Strategy("ll_r", "large_loss_rejection", {"delta_rel": DELTA_REL}),
+    Strategy("asl", "asymmetric", {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05}),
 )
 
 
@@ -100,35 +89,6 @@ def single_positive_labels(Y: np.ndarray, rng: np.random.Generator) -> np.ndarra
         if len(positives):
             out[row, rng.choice(positives)] = 1.0
     return out
-
-
-def term_loss(loss: Callable[..., torch.Tensor], **options: Any) -> LossFn:
-    """``loss`` with ``options`` as a `LossFn` for ``Trainer(loss_fns=...)``."""
-
-    def loss_fn(task: Task, input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor):
-        return single_positive_loss_term(loss, input, target, observed, **options)
-
-    return loss_fn
-
-
-def rejection_loss(n_train: int, delta_rel: float) -> LossFn:
-    """LL-R as a `LossFn` whose rejection rate follows the epochs done: it counts the rows of
-    the training steps it sees (grad enabled; evaluation runs under no_grad), ``n_train`` an
-    epoch, as the trainer has no per-epoch hook."""
-    rows_seen = 0
-
-    def loss_fn(
-        task: Task, input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor
-    ) -> LossTerm:
-        nonlocal rows_seen
-        rate = large_loss_rejection_rate(rows_seen // n_train, delta_rel=delta_rel)
-        if torch.is_grad_enabled() and input.requires_grad:
-            rows_seen += len(input)
-        return single_positive_loss_term(
-            large_loss_rejection_bce_with_logits, input, target, observed, rejection_rate=rate
-        )
-
-    return loss_fn
 
 
 def train_strategy(
@@ -153,13 +113,9 @@ def train_strategy(
         kind="multilabel",
         labels=LABELS,
         missing_labels=strategy.missing_labels,
+        missing_label_options=strategy.options or None,
         **extra,
     )
-    loss_fns: dict[str, LossFn] = {}
-    if strategy.name == "ll_r":
-        loss_fns["scene"] = rejection_loss(len(train_rows), DELTA_REL)
-    elif strategy.loss is not None:
-        loss_fns["scene"] = term_loss(strategy.loss, **strategy.options)
     torch.manual_seed(seed)  # the trunk is built here, before fit seeds what it builds
     return taskmask.fit(
         X[train_rows],
@@ -168,7 +124,6 @@ def train_strategy(
         trunk=make_trunk(settings),
         validation=(X[val_rows], {"scene": y_val}),
         standardize="channel",
-        loss_fns=loss_fns,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
         lr=settings.lr,
@@ -227,13 +182,32 @@ def markdown(summary: dict[str, dict[str, tuple[float, float]]], n_seeds: int) -
     return "\n".join(lines)
 
 
+def chosen_strategies(names: str | None) -> tuple[Strategy, ...]:
+    """The strategies named in ``names`` (comma-separated), in `STRATEGIES` order; all if None."""
+    if names is None:
+        return STRATEGIES
+    wanted = {name.strip() for name in names.split(",")}
+    unknown = wanted - {s.name for s in STRATEGIES}
+    if unknown:
+        known = ", ".join(s.name for s in STRATEGIES)
+        raise SystemExit(f"--strategies: unknown {', '.join(sorted(unknown))}; known: {known}")
+    return tuple(s for s in STRATEGIES if s.name in wanted)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = benchmark_parser(__doc__, "single_positive", seeds=len(Settings().seeds)).parse_args(
-        argv
-    )
+    parser = benchmark_parser(__doc__, "single_positive", seeds=len(Settings().seeds))
+    parser.add_argument("--size", type=int, default=None, help="image side (default 100)")
+    parser.add_argument("--epochs", type=int, default=None, help="most epochs (default 16)")
+    parser.add_argument("--strategies", default=None, help="comma-separated names (default all)")
+    args = parser.parse_args(argv)
     if data_missing(args.data_dir / "miml_scene" / "miml_images.tar", "miml_scene", args.data_dir):
         return 0
     settings = chosen_settings(args, Settings(), SMOKE)
+    if args.size is not None:
+        settings = replace(settings, size=args.size)
+    if args.epochs is not None:
+        settings = replace(settings, epochs=args.epochs)
+    strategies = chosen_strategies(args.strategies)
     start = time.perf_counter()
     scenes = load_scenes(args.data_dir, settings.size, settings.n_rows)
     parts = scene_split(len(scenes.names))
@@ -244,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     runs = []
     for seed in settings.seeds:
-        for strategy in STRATEGIES:
+        for strategy in strategies:
             t0 = time.perf_counter()
             out = run_strategy(strategy, scenes.inputs, scenes.labels, parts, settings, seed)
             seconds = time.perf_counter() - t0
@@ -265,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": asdict(settings),
         "strategies": [
             {"name": s.name, "missing_labels": s.missing_labels, "options": s.options}
-            for s in STRATEGIES
+            for s in strategies
         ],
         "delta_rel": DELTA_REL,
         "split": {name: len(rows) for name, rows in parts._asdict().items()},

@@ -1,22 +1,19 @@
 """benchmarks/single_positive.py: its smoke run trains every strategy and writes its outputs;
-one positive label kept per image; LL-R's rejection rate follows the epochs; without
+one positive label kept per image; every strategy is a Task config; without
 ../shared/data it skips with a message and exits 0."""
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
-import torch
 from benchmark_scripts import BENCHMARKS, DATA, assert_skip_without_data, smoke_runs
 
 from taskmask import Task
-from taskmask.functional import large_loss_rejection_bce_with_logits, single_positive_loss_term
 
 SCRIPT = "single_positive"
 STRATEGIES = (
@@ -77,33 +74,28 @@ def test_single_positive_labels_keep_one_true_positive_per_row(bench: ModuleType
     assert 0 < observed[both, 0].sum() < both.sum()  # a random positive, not the first one
 
 
-def test_rejection_loss_rate_follows_the_epochs_of_training_rows(bench: ModuleType) -> None:
-    task = Task(name="scene", kind="multilabel")
-    gen = torch.Generator().manual_seed(0)
-    input = torch.randn(8, 5, generator=gen)
-    target = torch.zeros(8, 5)
-    observed = torch.zeros(8, 5, dtype=torch.bool)
-    observed[:, 0] = True
-    loss_fn = bench.rejection_loss(n_train=8, delta_rel=0.25)
+def test_every_strategy_is_a_task_config(bench: ModuleType) -> None:
+    tasks = {
+        s.name: Task(
+            name="scene",
+            kind="multilabel",
+            missing_labels=s.missing_labels,
+            missing_label_options=s.options or None,
+            **({"expected_positives": 1.2} if s.name == "expected_positive" else {}),
+        )
+        for s in bench.STRATEGIES
+    }
+    assert tuple(tasks) == STRATEGIES
+    assert tasks["ll_r"].missing_labels == "large_loss_rejection"
+    assert tasks["ll_r"].missing_label_options == {"delta_rel": bench.DELTA_REL}
+    assert tasks["asl"].missing_labels == "asymmetric"
 
-    def count(rows: slice, rate: float) -> int:
-        n = len(range(8)[rows])
-        return n * 5 - math.ceil(rate * n * 4)  # every row covered, 4 assumed negatives each
 
-    leaf = input.clone().requires_grad_(True)
-    for epochs_done in range(6):
-        rate = min(1.0, 0.25 * epochs_done)
-        with torch.no_grad():  # an evaluation: it reads the rate and does not advance it
-            assert loss_fn(task, input, target, observed).count.item() == count(slice(0, 8), rate)
-        for rows in (slice(0, 5), slice(5, 8)):  # two training batches an epoch
-            term = loss_fn(task, leaf[rows], target[rows], observed[rows])
-            assert term.count.item() == count(rows, rate)
-    assert (
-        single_positive_loss_term(
-            large_loss_rejection_bce_with_logits, input, target, observed, rejection_rate=1.0
-        ).count.item()
-        == 8
-    )  # all rejected: the observed labels alone
+def test_chosen_strategies_keep_the_order_and_reject_unknown_names(bench: ModuleType) -> None:
+    chosen = bench.chosen_strategies("ll_r, em")
+    assert [s.name for s in chosen] == ["em", "ll_r"]
+    with pytest.raises(SystemExit, match="unknown nope; known: all_labels"):
+        bench.chosen_strategies("em,nope")
 
 
 def test_without_data_the_benchmark_skips_with_a_message(tmp_path: Path) -> None:

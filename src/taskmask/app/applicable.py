@@ -25,6 +25,7 @@ _TASK_FIELDS: dict[str, tuple[str, ...] | None] = {  # the kinds a field applies
     "negative_weight": None,
     "expected_positives": None,
     "expected_positive_weight": None,
+    "missing_label_options": None,
     "labels": None,
     "n_outputs": None,
     "sentinel": None,

@@ -15,6 +15,7 @@ from taskmask.tasks._masking import (
     resolve_task,
 )
 from taskmask.tasks._metrics import higher_is_better, task_metrics
+from taskmask.tasks._missing_labels import MissingLabels
 from taskmask.tasks._outputs import (
     initial_bias,
     label_sums,
@@ -24,7 +25,6 @@ from taskmask.tasks._outputs import (
     task_scores,
 )
 from taskmask.tasks._task import (
-    MissingLabels,
     RegressionLoss,
     Targets,
     Task,

@@ -48,6 +48,10 @@ from taskmask.errors import TaskmaskError, invalid_fields
 from taskmask.functional._labels import EncodedLabels
 from taskmask.functional._losses import LossTerm
 from taskmask.functional._metrics import MetricValue
+from taskmask.tasks._missing_labels import (
+    MissingLabels,
+    check_partial_label_options,
+)
 
 Targets = Literal["flags", "classes", "values"]
 Option = Literal["pos_weight", "missing_labels", "loss"]
@@ -226,7 +230,6 @@ def make_head(task: Task, in_features: int) -> nn.Module:
 
 TaskKind = Literal["binary", "multilabel", "multiclass", "regression", "count"]
 RegressionLoss = Literal["mse", "l1", "huber"]
-MissingLabels = Literal["ignore", "negative", "weak_negative", "expected_positive"]
 
 
 def _kinds_reading(option: Option) -> str:
@@ -251,7 +254,12 @@ class Task(BaseModel):
     row that has some observed label of the task as: ``ignore`` (default), ``negative``,
     ``weak_negative`` (a negative of weight ``negative_weight``, default ``1 / (k - 1)``), or
     ``expected_positive`` (no loss, plus ``expected_positive_weight`` (default ``k``) times the
-    squared gap to ``expected_positives`` per row, which is required); Cole et al. 2021.
+    squared gap to ``expected_positives`` per row, which is required); Cole et al. 2021. The
+    single-positive losses of `taskmask.functional` (their options in ``missing_label_options``,
+    ranges in `PARTIAL_LABEL_OPTIONS`): ``smoothed_negative`` (AN-LS, ``epsilon`` 0.1),
+    ``entropy_max`` (EM, ``alpha`` 0.1), ``large_loss_rejection`` (LL-R, ``delta_rel`` 0.002 per
+    epoch done, the epoch passed by the trainer) and ``asymmetric`` (ASL with the missing labels
+    as negatives; ``gamma_pos`` 0, ``gamma_neg`` 4, ``clip`` 0.05).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -272,6 +280,7 @@ class Task(BaseModel):
     negative_weight: float | None = Field(default=None, ge=0.0, le=1.0)
     expected_positives: float | None = Field(default=None, gt=0.0)
     expected_positive_weight: float | None = Field(default=None, ge=0.0)
+    missing_label_options: dict[str, float] | None = None
 
     def __init__(self, **data: Any) -> None:
         """Validate; bad fields raise `taskmask.errors.InvalidFieldsError` (a `TaskmaskError`
@@ -340,6 +349,9 @@ class Task(BaseModel):
                 f"{where}: missing_labels='expected_positive' needs expected_positives, the "
                 "mean number of positive labels per row (of the full labels, not the observed)"
             )
+        check_partial_label_options(where, strategy, self.missing_label_options)
+        if strategy == "asymmetric" and self.pos_weight is not None:
+            raise ValueError(f"{where}: pos_weight does not apply to missing_labels='asymmetric'")
         k = len(self.labels) if self.labels is not None else self.n_outputs
         if k is not None and self.expected_positives is not None and self.expected_positives > k:
             raise ValueError(

@@ -35,7 +35,9 @@ def _ones_if_none(weight: torch.Tensor | None, width: int) -> torch.Tensor:
 
 class BatchLoss:
     """``batch_loss(outputs, batch) -> (sums, counts)``, each ``(n_tasks,)`` in task order;
-    ``sums`` is differentiable; a task absent from the batch has sum and count 0."""
+    ``sums`` is differentiable; a task absent from the batch has sum and count 0.
+    ``epochs_done`` (the trainer sets it before each epoch, resumed runs included) is passed to
+    `task_loss`: ``missing_labels="large_loss_rejection"`` reads it."""
 
     def __init__(
         self,
@@ -50,6 +52,7 @@ class BatchLoss:
         self.loss_fns = loss_fns
         self.pos_weights = pos_weights
         self.layout = layout
+        self.epochs_done = 0  # full training epochs before this batch: the trainer sets it
         by_name = {t.name: t for t in self.tasks}
         order = [by_name[n] for g in layout.groups for n in g.names] if layout else self.tasks
         packable = [
@@ -172,6 +175,11 @@ class BatchLoss:
             term = loss_fn(task, output, enc.target, enc.observed)
         else:
             term = task_loss(
-                task, output, enc.target, enc.observed, pos_weight=self.pos_weights[task.name]
+                task,
+                output,
+                enc.target,
+                enc.observed,
+                pos_weight=self.pos_weights[task.name],
+                epochs_done=self.epochs_done,
             )
         return LossTerm(term.sum.to(output.dtype), term.count.to(output.dtype))

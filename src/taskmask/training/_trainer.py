@@ -223,6 +223,7 @@ class Trainer:
         for epoch in reporter.epochs_of(done, done if stopped else config.epochs):
             start = time.perf_counter()
             row = {"epoch": float(epoch), "lr": float(session.optimizer.param_groups[0]["lr"])}
+            plan.epochs_done = epoch - 1  # LL-R's rejection rate, a function of the epoch
             row.update(self._train_epoch(session, batches))
             world.broadcast(model.buffers())  # e.g. batch-norm statistics: rank 0's
             if validation is not None:

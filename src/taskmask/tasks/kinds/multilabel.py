@@ -29,7 +29,7 @@ def _loss(
     observed: torch.Tensor,
     pos_weight: torch.Tensor | None,
 ) -> LossTerm:
-    if task.missing_labels != "ignore":
+    if task.missing_labels != "ignore":  # the trainer's path, task_loss, passes epochs_done
         return LossTerm(*partial_label_loss(task, input, target, observed, pos_weight=pos_weight))
     return weighted_bce_loss(task, input, target, observed, pos_weight)
 
