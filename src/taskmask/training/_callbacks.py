@@ -104,7 +104,7 @@ class EarlyStopper(Callback):
     def on_fit_end(self, fit: Fit) -> None:
         restored = self.stopper.restore(fit.model)
         fit.best_epoch = self.stopper.best_epoch if restored else None
-        if fit.stopped and fit.history:
+        if self.stopper.exhausted and fit.history:
             fit.log(self.stopper.stop_message(len(fit.history), restored=restored))
 
 

@@ -103,6 +103,11 @@ class Stopper:
         self.waited += 1
         return self.waited >= self.config.patience
 
+    @property
+    def exhausted(self) -> bool:
+        """Whether the patience ran out (training stopped early)."""
+        return self.config is not None and self.waited >= self.config.patience
+
     def restore(self, model: nn.Module) -> bool:
         """Load the best weights if so configured; whether it did."""
         if self.config is not None and self.config.restore_best and self.best_state is not None:

@@ -6,7 +6,7 @@ CLI all call `evaluate`; a history row (`Evaluation.row`) and ``metrics.json`` (
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,10 +134,17 @@ def assemble(
     *,
     weights: torch.Tensor | None = None,
     with_metrics: bool = True,
+    names: Collection[str] | None = None,
 ) -> Evaluation:
     """An `Evaluation` from per-task ``losses`` ``(T,)``, outputs and labels (tasks absent
     from ``labels`` get no metrics); ``weights`` (default each task's ``weight``) sum the
-    total loss."""
+    total loss. ``names``: the tasks reported (default all)."""
+    if names is not None:
+        keep = [i for i, t in enumerate(tasks) if t.name in names]
+        index = torch.tensor(keep, dtype=torch.long)
+        losses = losses.cpu().index_select(0, index)
+        weights = None if weights is None else weights.cpu().index_select(0, index)
+        tasks = tuple(tasks[i] for i in keep)
     metrics = {
         task.name: task_metrics(
             task, outputs[task.name], labels[task.name].target, labels[task.name].observed
@@ -159,8 +166,10 @@ def evaluate(
     world: World | None = None,
     batch_size: int = 1024,
     precision: str = "fp32",
+    names: Collection[str] | None = None,
 ) -> Evaluation:
-    """Losses and metrics of ``model`` over all of ``data`` (observed labels only).
+    """Losses and metrics of ``model`` over all of ``data`` (observed labels only), of the
+    tasks in ``names`` (default every task, auxiliary ones too).
 
     ``plan``: the batch loss (default `batch_loss` of the model); ``data`` must then be
     packed by it (`BatchLoss.pack`). ``world``: under torchrun each process computes the
@@ -178,7 +187,8 @@ def evaluate(
     outputs = {k: world.gather_rows(v[: len(piece)].float()) for k, v in local.items()}
     sums, counts = plan(outputs, data)
     losses = torch.where(counts > 0, sums / counts.clamp(min=1), float("nan"))
-    return assemble(model.tasks, losses, outputs, plan.unpack(data.labels), weights=weights)
+    labels = plan.unpack(data.labels)
+    return assemble(model.tasks, losses, outputs, labels, weights=weights, names=names)
 
 
 def kept_evaluation(

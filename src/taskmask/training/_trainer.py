@@ -283,7 +283,8 @@ class Trainer:
         callbacks: list[Callback] = []
         if config.conflict_batches:
             callbacks.append(GradientConflict(config.conflict_batches))
-        callbacks.append(EarlyStopper(stopper))
+        if config.early_stopping is not None:
+            callbacks.append(EarlyStopper(stopper))
         if schedule is not None:
             callbacks.append(ScheduleStep(schedule))
         if config.checkpoint_dir is not None:
