@@ -43,6 +43,7 @@ from taskmask.data import MultiTaskData
 from taskmask.data._batches import InMemoryBatches
 from taskmask.functional import EncodedLabels
 from taskmask.training._batch_loss import PACKED
+from taskmask.training._evaluate import batch_loss
 
 Step = Callable[[MultiTaskData], None]
 VARIANTS = ("hand", "taskmask", "per_task")
@@ -122,12 +123,12 @@ def trainer_step(model: MultiTaskModel, stack: ExitStack, *, fused: bool) -> Ste
         stack.enter_context(model.fused_heads())
     trainer = Trainer(TrainConfig(lr=1e-3, train_metrics=False, progress=False, device="cpu"))
     generator = torch.Generator().manual_seed(0)
-    session = trainer._session(model, World(0, 1, torch.device("cpu")), generator)
-    shared = [p for p in model.trunk.parameters() if p.requires_grad]
+    world = World(0, 1, torch.device("cpu"))
+    fit = trainer._start(model, world, generator, MultiTaskData(torch.zeros(0, 1), {}), None)
     model.train()
 
     def step(batch: MultiTaskData) -> None:
-        trainer._step(session, batch, shared, [])
+        trainer._step(fit, model, batch, [])
 
     return step
 
@@ -154,7 +155,7 @@ def measure(settings: Settings, n_tasks: int, seed: int) -> dict[str, Any]:
             "taskmask": trainer_step(fused, stack, fused=True),
             "per_task": trainer_step(per_task, stack, fused=False),
         }
-        plan = Trainer()._plan(fused, torch.device("cpu"))
+        plan = batch_loss(fused, torch.device("cpu"))
         packed = plan.pack(data)
         world = World(0, 1, torch.device("cpu"))
         source = InMemoryBatches(packed, settings.batch_size, world)

@@ -16,12 +16,12 @@ from taskmask.data._rows import SparseRows
 from taskmask.data._stream_stats import LabelStats, balanced_tasks, initial_biases, label_stats
 from taskmask.data._streaming import ParquetSource
 from taskmask.errors import TaskmaskError
-from taskmask.functional._metrics import MetricValue
-from taskmask.model._model import MultiTaskModel, raw_outputs
+from taskmask.model._model import MultiTaskModel
 from taskmask.model._trunks import MLPConfig, TrunkConfig, build_trunk
 from taskmask.tasks._masking import resolve_task
-from taskmask.tasks._metrics import task_metrics
 from taskmask.tasks._task import Task, check_unique_names
+from taskmask.training._evaluate import Evaluation
+from taskmask.training._evaluate import evaluate as training_evaluate
 from taskmask.training._trainer import LossFn, TrainConfig, Trainer
 from taskmask.weighting import Weighting
 
@@ -292,9 +292,10 @@ def train_prepared(
 
 def evaluate(
     model: MultiTaskModel, inputs: Any, labels: Mapping[str, Any], *, source: str = "data"
-) -> dict[str, dict[str, MetricValue]]:
-    """Per-task metrics on observed labels only; auxiliary tasks and tasks without labels in
-    ``labels`` are left out."""
+) -> Evaluation:
+    """`taskmask.training.evaluate` on raw ``inputs`` and ``labels``: per task (a mapping by
+    name) its metrics on observed labels only, with its ``losses`` and the cross-task
+    ``means``; auxiliary tasks and tasks without labels in ``labels`` are left out."""
     tasks = [t for t in model.tasks if not t.auxiliary and t.name in labels]
     data = make_data(
         inputs,
@@ -303,10 +304,4 @@ def evaluate(
         source=source,
         feature_names=model.feature_names,
     )
-    outputs = raw_outputs(model, data.inputs)
-    return {
-        task.name: task_metrics(
-            task, outputs[task.name], data.labels[task.name].target, data.labels[task.name].observed
-        )
-        for task in tasks
-    }
+    return training_evaluate(model, data, names={t.name for t in tasks})

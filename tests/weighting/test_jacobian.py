@@ -303,7 +303,8 @@ def test_fit_trains_with_a_jacobian_aggregator(name: str) -> None:
     history = result.history
     assert len(history) == 2
     tracked = [c for c in history if c.endswith("loss") or c.startswith("weight/")]
-    assert len(tracked) == 2 * 4 + 3  # train/val total and per-task losses, a weight per task
+    # train/val: total, mean over tasks and per-task losses; a weight per task
+    assert len(tracked) == 2 * 5 + 3
     assert all(math.isfinite(v) for v in history[tracked].to_numpy().ravel())
     weighting = result.trainer.weighting
     assert isinstance(weighting, JacobianAggregation) and weighting.aggregator == name

@@ -39,14 +39,15 @@ MAX_LINES = 12
 
 
 def history_tasks(history: pd.DataFrame) -> list[str]:
-    """Task names in history order, from the ``{train,val}/TASK/loss`` columns."""
+    """Task names in history order, from the ``{train,val}/TASK/loss`` columns (not the
+    cross-task ``{train,val}/mean/loss``)."""
     names: list[str] = []
     for column in map(str, history.columns):
         for prefix in PREFIXES:
             head, tail = f"{prefix}/", "/loss"
             if column.startswith(head) and column.endswith(tail) and len(column) > len(head + tail):
                 name = column[len(head) : -len(tail)]
-                if name not in names:
+                if name not in names and name != "mean":
                     names.append(name)
     return names
 

@@ -22,7 +22,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ CHECKPOINT_SUFFIX = ".checkpoint"
 
 logger = logging.getLogger("taskmask")
 
-Metrics = dict[str, dict[str, MetricValue]]
+Metrics = Mapping[str, Mapping[str, MetricValue]]  # a `taskmask.training.Evaluation`
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -132,6 +132,7 @@ def _split(part: Dataset, fraction: float, *, seed: int) -> tuple[Dataset, Datas
 
 
 def part_metrics(model: MultiTaskModel, part: Dataset) -> Metrics:
+    """The `taskmask.api.evaluate` of one part (the CLI's ``evaluate``, ``metrics.json``)."""
     return evaluate(model, part.inputs, part.labels, source=str(part.path))
 
 

@@ -14,15 +14,46 @@ from torch import nn
 
 from taskmask.errors import TaskmaskError
 from taskmask.tasks._metrics import higher_is_better
+from taskmask.tasks._task import Task
+
+MONITOR_FORMS = (
+    "{part}/loss",
+    "{part}/mean/<metric>",
+    "{part}/<task>/loss",
+    "{part}/<task>/<metric>",
+)
+"""The history keys early stopping may monitor; ``part`` is ``val`` or ``train``; ``mean``
+is over tasks (``{part}/mean/loss``, ``{part}/mean/roc_auc``, ...)."""
+
+
+def check_monitor(monitor: str, tasks: tuple[Task, ...], has_validation: bool) -> None:
+    """Refuse, before training, a ``monitor`` that no epoch's history can hold."""
+    part, _, rest = monitor.partition("/")
+    names = {t.name for t in tasks}
+    head, _, metric = rest.partition("/")
+    known = part in ("val", "train") and (
+        rest == "loss" or (head == "mean" and metric != "") or (head in names and metric != "")
+    )
+    if not known:
+        raise TaskmaskError(
+            f"early stopping monitor {monitor!r} is not a history key; valid forms: "
+            f"{', '.join(MONITOR_FORMS)} (part: val or train; tasks: {sorted(names)})"
+        )
+    if part == "val" and not has_validation:
+        raise TaskmaskError(
+            f"early stopping monitors {monitor!r} but there is no validation data; "
+            "set validation_split or pass validation data"
+        )
 
 
 class EarlyStopping(BaseModel):
-    """Stop when ``monitor`` (a history key such as ``val/loss`` or ``val/tox/roc_auc``) has not
-    improved by more than ``min_delta`` for ``patience`` epochs; restore the best weights."""
+    """Stop when ``monitor`` (a history key such as ``val/loss``, ``val/tox/roc_auc`` or the
+    cross-task ``val/mean/roc_auc``; see `MONITOR_FORMS`) has not improved by more than
+    ``min_delta`` for ``patience`` epochs; restore the best weights."""
 
     model_config = ConfigDict(extra="forbid")
 
-    monitor: str = "val/loss"
+    monitor: str = Field(default="val/loss", pattern=r"^(val|train)/[^/]+(/.+)?$")
     mode: Literal["auto", "min", "max"] = "auto"
     patience: int = Field(default=10, ge=1)
     min_delta: float = Field(default=0.0, ge=0.0)
@@ -71,6 +102,11 @@ class Stopper:
             return False
         self.waited += 1
         return self.waited >= self.config.patience
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the patience ran out (training stopped early)."""
+        return self.config is not None and self.waited >= self.config.patience
 
     def restore(self, model: nn.Module) -> bool:
         """Load the best weights if so configured; whether it did."""

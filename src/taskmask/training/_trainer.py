@@ -1,18 +1,15 @@
-"""The training loop: masked per-task losses, a weighting, early stopping, a per-epoch history,
-a checkpoint per epoch (`taskmask.training.checkpoint`), and one process or several under torchrun
-(`taskmask._world`) with the same arithmetic."""
+"""The training loop: masked per-task losses, a weighting and a per-epoch history, in one
+process or several under torchrun (`taskmask._world`) with the same arithmetic. Early stopping,
+checkpoints, the schedule, diagnostics and progress are callbacks (`_callbacks`)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 import taskmask._world as distributed
@@ -22,118 +19,50 @@ from taskmask.data._memory import MultiTaskData, split
 from taskmask.data._streaming import StreamedData
 from taskmask.errors import TaskmaskError
 from taskmask.model._heads import HeadOutputs
-from taskmask.model._model import MultiTaskModel, raw_outputs
-from taskmask.tasks._task import Task
-from taskmask.training import checkpoint
-from taskmask.training._batch_loss import BatchLoss, LossFn
-from taskmask.training._diagnostics import cosine_row, gradient_cosines, task_gradients
-from taskmask.training._early_stopping import EarlyStopping, Stopper
+from taskmask.model._model import MultiTaskModel
+from taskmask.training._batch_loss import LossFn
+from taskmask.training._callbacks import (
+    Callback,
+    Checkpointing,
+    EarlyStopper,
+    EpochHook,
+    Fit,
+    GradientConflict,
+    Progress,
+    ScheduleStep,
+)
+from taskmask.training._config import TrainConfig, make_optimizer
+from taskmask.training._early_stopping import EarlyStopping, Stopper, check_monitor
+from taskmask.training._evaluate import autocast, batch_loss, evaluate, kept_evaluation
 from taskmask.training._progress import EpochReporter
-from taskmask.training._rows import kept_metrics, loss_row, metric_row
 from taskmask.training._schedule import LearningRate, Schedule
 from taskmask.weighting import Weighting, make_weighting
 
-__all__ = ["EarlyStopping", "LossFn", "Schedule", "TrainConfig", "Trainer", "resolve_device"]
-
-
-class TrainConfig(BaseModel):
-    """Optimisation settings. ``seed`` makes a run repeatable bit for bit on one machine.
-    ``conflict_batches`` > 0 records, per epoch, the mean cosine similarity between each pair
-    of task gradients on the trunk over that many batches (``cosine/A/B`` in the history).
-    ``train_metrics`` needs every output of an epoch in memory: with training data streamed
-    from files (`taskmask.data`) only the training losses are reported.
-
-    ``device``: ``auto`` (CUDA when available; under torchrun each process's own GPU) or a
-    torch device name. ``precision``: ``fp32``, or ``bf16`` to run the model's forward passes
-    under bfloat16 autocast (losses, metrics, weights and optimiser stay float32).
-    ``checkpoint_dir``: where to write a checkpoint at the end of every epoch (None: none;
-    see `taskmask.training.checkpoint`); ``Trainer.fit(..., resume=True)`` continues from it.
-    ``scheduler``: a learning-rate `Schedule` (None: ``lr`` throughout); the history's ``lr``
-    is the rate of each epoch. ``progress``: a bar (None: when stderr is a terminal); without
-    one, the ``taskmask`` logger gets a line every ``log_every`` epochs.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(default=100, ge=1)
-    batch_size: int = Field(default=256, ge=1)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(default=1e-3, gt=0.0)
-    scheduler: Schedule | None = None
-    weight_decay: float = Field(default=0.0, ge=0.0)
-    momentum: float = Field(default=0.9, ge=0.0)
-    clip_norm: float | None = Field(default=None, gt=0.0)
-    seed: int = 0
-    validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
-    early_stopping: EarlyStopping | None = None
-    weighting: str = "static"
-    weighting_options: dict[str, Any] = Field(default_factory=dict)
-    train_metrics: bool = True
-    conflict_batches: int = Field(default=0, ge=0)
-    progress: bool | None = None
-    log_every: int = Field(default=1, ge=1)
-    device: str = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
-    checkpoint_dir: Path | None = None
-
-
-def _optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    # The fused kernel (CPU and CUDA) saves ~0.3 ms a step on small models; same maths.
-    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    return kind(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
-
-
-def _pos_weights(tasks: tuple[Task, ...], device: torch.device) -> dict[str, torch.Tensor | None]:
-    weights: dict[str, torch.Tensor | None] = {}
-    for task in tasks:
-        if task.pos_weight == "balanced":
-            raise TaskmaskError(
-                f"task {task.name!r}: resolve pos_weight='balanced' before training"
-            )
-        value = task.pos_weight
-        weights[task.name] = (
-            None if value is None else torch.tensor(value, dtype=torch.float32, device=device)
-        )
-    return weights
-
-
-def _autocast(device: torch.device, precision: str) -> AbstractContextManager[Any]:
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "LossFn",
+    "Schedule",
+    "TrainConfig",
+    "Trainer",
+    "resolve_device",
+]
 
 
 def _forward(net: nn.Module, inputs: torch.Tensor, precision: str) -> HeadOutputs:
     """The heads' outputs, float32 whatever the autocast computed them in."""
-    with _autocast(inputs.device, precision):
+    with autocast(inputs.device, precision):
         outputs: HeadOutputs = net(inputs)
     if precision == "fp32":
         return outputs
     return outputs.map(lambda block: block.float())
 
 
-@dataclass
-class _Session:
-    """What one `Trainer.fit` call trains with."""
-
-    model: MultiTaskModel
-    net: nn.Module  # ``model``, or its DistributedDataParallel wrapper under torchrun
-    optimizer: torch.optim.Optimizer
-    weighting: Weighting
-    plan: BatchLoss
-    world: World
-    generator: torch.Generator
-    schedule: LearningRate | None = None
-
-
 class Trainer:
     """Trains a `MultiTaskModel`; ``loss_fns`` may replace a task's loss (same contract as
-    `taskmask.tasks.task_loss`: return ``LossTerm(sum over observed, count)``).
+    `taskmask.tasks.task_loss`: return ``LossTerm(sum over observed, count)``);
+    ``callbacks`` run after the built-in ones (diagnostics, early stopping, schedule,
+    checkpoint, progress), in order.
 
     Under torchrun (``WORLD_SIZE`` > 1) `fit` trains with DistributedDataParallel on the same
     global batches as one process; see `taskmask._world`. Only rank 0 shows progress and
@@ -146,10 +75,12 @@ class Trainer:
         *,
         weighting: Weighting | None = None,
         loss_fns: Mapping[str, LossFn] | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> None:
         self.config = config or TrainConfig()
         self.weighting = weighting
         self.loss_fns = dict(loss_fns or {})
+        self.callbacks = list(callbacks)
         self.history: list[dict[str, float]] = []
         self.best_epoch: int | None = None  # after `fit`: the epoch whose weights it restored
 
@@ -172,15 +103,12 @@ class Trainer:
         ``validation`` given, not a ``validation_split``. While it trains, the linear heads
         at each attach point are one fused parameter pair (`MultiTaskModel.fused_heads`)."""
         with model.fused_heads():
-            return self._fit(
-                model, train, validation=validation, resume=resume, on_epoch_end=on_epoch_end
-            )
+            return self._fit(model, train, validation, resume, on_epoch_end)
 
     def _fit(
         self,
         model: MultiTaskModel,
         train: MultiTaskData | StreamedData,
-        *,
         validation: MultiTaskData | None,
         resume: bool,
         on_epoch_end: Callable[[dict[str, float]], None] | None,
@@ -196,237 +124,193 @@ class Trainer:
             if not isinstance(train, MultiTaskData):
                 raise TaskmaskError("validation_split needs in-memory data; pass validation")
             train, validation = split(train, config.validation_split, generator=generator)
-        session = self._session(model, distributed.setup(config.device), generator)
-        world, plan = session.world, session.plan
+        if config.early_stopping is not None:
+            check_monitor(config.early_stopping.monitor, model.tasks, validation is not None)
+        fit = self._start(model, distributed.setup(config.device), generator, train, validation)
+        world, plan = fit.world, fit.plan
         batches: BatchSource = (
             InMemoryBatches(plan.pack(train), config.batch_size, world)
             if isinstance(train, MultiTaskData)
             else train.batches(plan.tasks, config.batch_size, world, pack=plan.pack)
         )
         validation = plan.pack(validation.to(world.device)) if validation is not None else None
-        stopper = Stopper(config.early_stopping, validation is not None)
-        sizes = {"train": len(train), "validation": 0 if validation is None else len(validation)}
-        reporter = EpochReporter(
-            epochs=config.epochs,
-            show_bar=config.progress,
-            log_every=config.log_every,
-            monitor=config.early_stopping.monitor if config.early_stopping else None,
-            enabled=world.is_main,
-        )
-        done, stopped = self._resume(session, stopper, sizes, reporter) if resume else (0, False)
-        if not world.agree(done):
+        callbacks = self._callbacks(fit, validation is not None, resume, on_epoch_end)
+        for callback in callbacks:
+            callback.on_fit_start(fit)
+        if not world.agree(fit.done):
             raise TaskmaskError(
                 "the processes resumed from different epochs: under torchrun every rank needs "
                 "the same checkpoint directory (shared storage, or a copy on each machine)"
             )
-        session.net = world.wrap(model)
-        for epoch in reporter.epochs_of(done, done if stopped else config.epochs):
+        self.history = fit.history
+        net = world.wrap(model)
+        for epoch in range(fit.done + 1, (fit.done if fit.stopped else config.epochs) + 1):
             start = time.perf_counter()
-            row = {"epoch": float(epoch), "lr": float(session.optimizer.param_groups[0]["lr"])}
-            plan.epochs_done = epoch - 1  # LL-R's rejection rate, a function of the epoch
-            row.update(self._train_epoch(session, batches))
+            row = {"epoch": float(epoch), "lr": float(fit.optimizer.param_groups[0]["lr"])}
+            fit.plan.epochs_done = epoch - 1  # LL-R's rejection rate, a function of the epoch
+            row.update(self._train_epoch(fit, net, batches, callbacks))
             world.broadcast(model.buffers())  # e.g. batch-norm statistics: rank 0's
             if validation is not None:
-                row.update(self._evaluate(model, validation, plan, prefix="val", world=world))
+                weights = fit.weighting.current_weights()
+                size = max(config.batch_size, 1024)
+                result = evaluate(
+                    model,
+                    validation,
+                    plan=plan,
+                    weights=weights,
+                    world=world,
+                    batch_size=size,
+                    precision=config.precision,
+                )
+                row.update(result.row("val"))
             row["seconds"] = time.perf_counter() - start
-            self.history.append(row)
-            stopped = stopper.update(row, model)
-            if session.schedule is not None:
-                session.schedule.step(row)
-            self._save_checkpoint(session, epoch, stopped, stopper, sizes)
-            reporter.end_epoch(row, stopped=stopped)
-            if on_epoch_end is not None:
-                on_epoch_end(row)
-            if stopped:
+            fit.history.append(row)
+            fit.done = epoch
+            for callback in callbacks:
+                fit.stopped = callback.on_epoch_end(fit, row) or fit.stopped
+            if fit.stopped:
                 break
-        restored = stopper.restore(model)
-        self.best_epoch = stopper.best_epoch if restored else None
-        if stopped and self.history:
-            reporter.event(stopper.stop_message(len(self.history), restored=restored))
+        for callback in callbacks:
+            callback.on_fit_end(fit)
+        self.best_epoch = fit.best_epoch
         return self.history
 
-    def _session(self, model: MultiTaskModel, world: World, generator: torch.Generator) -> _Session:
+    def _start(
+        self,
+        model: MultiTaskModel,
+        world: World,
+        generator: torch.Generator,
+        train: MultiTaskData | StreamedData,
+        validation: MultiTaskData | None,
+    ) -> Fit:
         model.to(world.device)
         weighting = (
             self.weighting
             or make_weighting(self.config.weighting, model.tasks, **self.config.weighting_options)
         ).to(world.device)
         self.weighting = weighting
-        optimizer = _optimizer(self.config, [*model.parameters(), *weighting.parameters()])
-        plan = self._plan(model, world.device)
-        scheduler = self.config.scheduler
-        schedule = (
-            None if scheduler is None else LearningRate(scheduler, optimizer, self.config.epochs)
+        optimizer = make_optimizer(self.config, [*model.parameters(), *weighting.parameters()])
+        plan = batch_loss(model, world.device, self.loss_fns)
+        sizes = {"train": len(train), "validation": 0 if validation is None else len(validation)}
+        return Fit(
+            model,
+            optimizer,
+            weighting,
+            plan,
+            world,
+            generator,
+            self.config.epochs,
+            sizes,
+            _resumable(self.config),
+            history=self.history,
         )
-        return _Session(model, model, optimizer, weighting, plan, world, generator, schedule)
 
-    def _train_epoch(self, session: _Session, batches: BatchSource) -> dict[str, float]:
-        model, world, weighting = session.model, session.world, session.weighting
+    def _callbacks(
+        self,
+        fit: Fit,
+        has_validation: bool,
+        resume: bool,
+        on_epoch_end: Callable[[dict[str, float]], None] | None,
+    ) -> list[Callback]:
+        """The built-in callbacks this config asks for, then the caller's."""
+        config = self.config
+        stopper = Stopper(config.early_stopping, has_validation)
+        schedule = (
+            None
+            if config.scheduler is None
+            else LearningRate(config.scheduler, fit.optimizer, config.epochs)
+        )
+        if resume and config.checkpoint_dir is None:
+            raise TaskmaskError("resume=True needs a checkpoint_dir in the training config")
+        reporter = EpochReporter(
+            epochs=config.epochs,
+            show_bar=config.progress,
+            log_every=config.log_every,
+            monitor=config.early_stopping.monitor if config.early_stopping else None,
+            enabled=fit.world.is_main,
+        )
+        callbacks: list[Callback] = []
+        if config.conflict_batches:
+            callbacks.append(GradientConflict(config.conflict_batches))
+        if config.early_stopping is not None:
+            callbacks.append(EarlyStopper(stopper))
+        if schedule is not None:
+            callbacks.append(ScheduleStep(schedule))
+        if config.checkpoint_dir is not None:
+            directory = Path(config.checkpoint_dir)
+            callbacks.append(Checkpointing(directory, stopper, schedule, resume=resume))
+        callbacks.append(Progress(reporter))
+        if on_epoch_end is not None:
+            callbacks.append(EpochHook(on_epoch_end))
+        return [*callbacks, *self.callbacks]
+
+    def _train_epoch(
+        self, fit: Fit, net: nn.Module, batches: BatchSource, callbacks: list[Callback]
+    ) -> dict[str, float]:
+        model, world, weighting = fit.model, fit.world, fit.weighting
         model.train()
-        shared = [p for p in model.trunk.parameters() if p.requires_grad]
         sums = torch.zeros(len(model.tasks), device=world.device)
         counts = torch.zeros_like(sums)
         kept: list[tuple[MultiTaskData, HeadOutputs]] = []
-        cosines: list[torch.Tensor] = []
-        for batch in batches.epoch(session.generator):
-            outputs, batch_sums, batch_counts = self._step(session, batch, shared, cosines)
+        for batch in batches.epoch(fit.generator):
+            outputs, batch_sums, batch_counts = self._step(fit, net, batch, callbacks)
             sums += batch_sums
             counts += batch_counts
             if self.config.train_metrics and isinstance(batches, InMemoryBatches):
                 kept.append((batch, outputs.map(torch.Tensor.detach)))
         epoch_losses = (sums / counts.clamp(min=1)).float()
         used = weighting.current_weights()  # the weights this epoch trained with
-        row = loss_row("train", model.tasks, epoch_losses, used)
-        if kept:
-            row.update(kept_metrics("train", model.tasks, session.plan, session.world, kept))
+        row = kept_evaluation(model.tasks, fit.plan, world, epoch_losses, used, kept).row("train")
         for task, weight in zip(model.tasks, used.tolist(), strict=True):
             row[f"weight/{task.name}"] = weight
         weighting.end_epoch(epoch_losses)
-        if cosines:
-            row.update(cosine_row(model.task_names, torch.stack(cosines).nanmean(dim=0)))
         return row
 
     def _step(
-        self,
-        session: _Session,
-        batch: MultiTaskData,
-        shared: list[torch.nn.Parameter],
-        cosines: list[torch.Tensor],
+        self, fit: Fit, net: nn.Module, batch: MultiTaskData, callbacks: list[Callback]
     ) -> tuple[HeadOutputs, torch.Tensor, torch.Tensor]:
         """One optimiser step on a global batch (this process's piece of it); returns this
         piece's outputs and the global batch's per-task loss sums and observed counts."""
-        s, config = session, self.config
-        with s.world.gradient_sync(s.net, s.weighting.owns_backward):
-            outputs = _forward(s.net, batch.inputs, config.precision)
-            local_sums, local_counts = s.plan(outputs, batch)
-            sums, counts = s.world.sum_losses(local_sums, local_counts)
-            losses = s.world.global_losses(local_sums, sums, counts)
-            if len(cosines) < config.conflict_batches:
-                gradients = s.world.sum(task_gradients(losses, counts, shared))
-                cosines.append(gradient_cosines(gradients))
-            s.optimizer.zero_grad(set_to_none=True)
-            s.weighting.backward(losses, counts, shared=shared)
-        s.world.average_gradients(s.model, s.weighting.owns_backward)
-        if config.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(s.model.parameters(), config.clip_norm)
-        s.optimizer.step()
-        s.world.sync_weighting(s.weighting, s.weighting.owns_backward)
-        if s.weighting.needs_losses_after_step:
+        world, weighting, precision = fit.world, fit.weighting, self.config.precision
+        owns = weighting.owns_backward  # declared by the weighting, never detected
+        with world.gradient_sync(net, owns):
+            outputs = _forward(net, batch.inputs, precision)
+            local_sums, local_counts = fit.plan(outputs, batch)
+            sums, counts = world.sum_losses(local_sums, local_counts)
+            losses = world.global_losses(local_sums, sums, counts)
+            for callback in callbacks:
+                callback.on_losses(fit, losses, counts)
+            fit.optimizer.zero_grad(set_to_none=True)
+            shared = [p for p in fit.model.trunk.parameters() if p.requires_grad]
+            weighting.backward(losses, counts, shared=shared)
+        world.average_gradients(fit.model, owns)
+        if self.config.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(fit.model.parameters(), self.config.clip_norm)
+        fit.optimizer.step()
+        world.sync_weighting(weighting, owns)
+        if weighting.needs_losses_after_step:
             with torch.no_grad():
-                after, _ = s.plan(_forward(s.model, batch.inputs, config.precision), batch)
-            s.weighting.after_step(s.world.sum(after) / counts.clamp(min=1), counts)
+                after, _ = fit.plan(_forward(fit.model, batch.inputs, precision), batch)
+            weighting.after_step(world.sum(after) / counts.clamp(min=1), counts)
         return outputs, sums, counts
-
-    def _resume(
-        self,
-        session: _Session,
-        stopper: Stopper,
-        sizes: Mapping[str, int],
-        reporter: EpochReporter,
-    ) -> tuple[int, bool]:
-        """Load the checkpoint; returns its epoch and whether that run had stopped early."""
-        directory = self.config.checkpoint_dir
-        if directory is None:
-            raise TaskmaskError("resume=True needs a checkpoint_dir in the training config")
-        state = checkpoint.load(directory)
-        source = Path(directory) / checkpoint.INDEX_FILE
-        checkpoint.check_resumable(state.meta, _resumable(self.config), sizes, source)
-        checkpoint.restore_training_state(
-            state,
-            model=session.model,
-            optimizer=session.optimizer,
-            weighting=session.weighting,
-            generator=session.generator,
-            world=session.world,
-            source=source,
-        )
-        stopper.load_state(
-            state.meta["early_stopping"], checkpoint.unprefixed("best.", state.tensors)
-        )
-        if session.schedule is not None:
-            session.schedule.load_state(state.meta["scheduler"])
-        self.history = [dict(row) for row in state.meta["history"]]
-        epoch, stopped = int(state.meta["epoch"]), bool(state.meta["stopped"])
-        left = "it had stopped early: nothing left to train" if stopped else "resuming"
-        reporter.event(f"{source}: epoch {epoch} of {self.config.epochs} done; {left}")
-        return epoch, stopped
-
-    def _save_checkpoint(
-        self,
-        session: _Session,
-        epoch: int,
-        stopped: bool,
-        stopper: Stopper,
-        sizes: Mapping[str, int],
-    ) -> None:
-        directory = self.config.checkpoint_dir
-        if directory is None:
-            return
-        state = checkpoint.training_state(
-            model=session.model,
-            optimizer=session.optimizer,
-            weighting=session.weighting,
-            generator=session.generator,
-            world=session.world,
-        )  # on every rank: it gathers their RNG states
-        if session.world.is_main:
-            best_state, early_stopping = stopper.state()
-            state.tensors.update(checkpoint.prefixed("best.", best_state))
-            state.meta.update(
-                epoch=epoch,
-                stopped=stopped,
-                history=self.history,
-                early_stopping=early_stopping,
-                config=_resumable(self.config),
-                n_samples=dict(sizes),
-                scheduler=None if session.schedule is None else session.schedule.state(),
-            )
-            checkpoint.save(directory, state)
-        session.world.barrier()  # no rank goes on (to resume, say) before the commit
-
-    def _plan(self, model: MultiTaskModel, device: torch.device) -> BatchLoss:
-        pos_weights = _pos_weights(model.tasks, device)
-        return BatchLoss(
-            model.tasks,
-            loss_fns=self.loss_fns,
-            pos_weights=pos_weights,
-            device=device,
-            layout=model.layout,
-        )
 
     def evaluate(
         self, model: MultiTaskModel, data: MultiTaskData, *, prefix: str = "val"
     ) -> dict[str, float]:
-        """Per-task losses (mean over observed labels) and metrics over all of ``data``."""
+        """The history row of `taskmask.training.evaluate` over all of ``data`` (this
+        trainer's loss functions and weights)."""
         device = next(model.parameters()).device
-        plan = self._plan(model, device)
-        data = plan.pack(data.to(device))
-        return self._evaluate(model, data, plan, prefix=prefix, world=World(0, 1, device))
-
-    @torch.no_grad()
-    def _evaluate(
-        self,
-        model: MultiTaskModel,
-        data: MultiTaskData,
-        plan: BatchLoss,
-        *,
-        prefix: str,
-        world: World,
-    ) -> dict[str, float]:
-        """Each process computes the outputs of its piece of ``data``; all get all of them."""
-        piece = data.inputs[world.piece(len(data))]
-        size = max(self.config.batch_size, 1024)
-        with _autocast(data.inputs.device, self.config.precision):
-            # raw_outputs needs a row: an empty piece (fewer rows than processes) runs one
-            local = raw_outputs(model, piece if len(piece) else data.inputs[:1], batch_size=size)
-        outputs = {k: world.gather_rows(v[: len(piece)].float()) for k, v in local.items()}
-        sums, counts = plan(outputs, data)
-        losses = torch.where(counts > 0, sums / counts.clamp(min=1), float("nan"))
+        plan = batch_loss(model, device, self.loss_fns)
         weights = self.weighting.current_weights() if self.weighting is not None else None
-        row = loss_row(prefix, model.tasks, losses, weights)
-        labels = {n: (e.target, e.observed) for n, e in plan.unpack(data.labels).items()}
-        row.update(metric_row(prefix, model.tasks, outputs, labels))
-        return row
+        result = evaluate(
+            model,
+            plan.pack(data.to(device)),
+            plan=plan,
+            weights=weights,
+            batch_size=max(self.config.batch_size, 1024),
+            precision=self.config.precision,
+        )
+        return result.row(prefix)
 
 
 def _resumable(config: TrainConfig) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import torch
 
 from taskmask.errors import TaskmaskError
 from taskmask.functional._losses import LossTerm
+from taskmask.functional._metrics import MetricValue, multilabel_metrics
 from taskmask.tasks._loss import partial_label_loss
 from taskmask.tasks._masking import encode_flags
 from taskmask.tasks._task import Decisions, Task, TaskKindSpec
@@ -32,6 +33,18 @@ def _loss(
     if task.missing_labels != "ignore":  # the trainer's path, task_loss, passes epochs_done
         return LossTerm(*partial_label_loss(task, input, target, observed, pos_weight=pos_weight))
     return weighted_bce_loss(task, input, target, observed, pos_weight)
+
+
+def _metrics(
+    task: Task, probs: np.ndarray, target: np.ndarray, observed: np.ndarray
+) -> dict[str, MetricValue]:
+    """Per label `binary_metrics` at the task's thresholds, plus the set-level
+    `multilabel_metrics` (``exact_match`` over complete rows, ``hamming_loss``, micro scores)."""
+    values = flag_metrics(task, probs, target, observed)
+    values.update(
+        multilabel_metrics(probs, target.astype(np.float64), observed, thresholds=task.thresholds())
+    )
+    return values
 
 
 def indexed_labels(task: Task) -> tuple[str, ...]:
@@ -75,7 +88,7 @@ MULTILABEL = TaskKindSpec(
     sentinel=-1.0,
     options=frozenset({"pos_weight", "missing_labels"}),
     task_loss=_loss,
-    task_metrics=flag_metrics,
+    task_metrics=_metrics,
     scores=sigmoid,
     columns=_columns,
     packs=True,
