@@ -122,6 +122,26 @@ def _require_labels(path: Path, n_observed: dict[str, int]) -> None:
         )
 
 
+def warn_no_positives(coverage: Coverage, tasks: Sequence[Task], *, source: Path) -> None:
+    """Log a warning (logger ``taskmask``) naming each label of a binary or multilabel task
+    that has observed training labels but no positive among them: its head can learn nothing
+    but "never"."""
+    flags = [task.name for task in tasks if task.spec.tunes_thresholds]
+    rows = coverage.labels
+    if not flags or "n_positive" not in rows:
+        return
+    empty = rows[rows["task"].isin(flags) & (rows["n_observed"] > 0) & (rows["n_positive"] == 0)]
+    if len(empty):
+        names = [str(label) for label in empty["label"]]
+        shown = ", ".join(repr(n) for n in names[:10]) + (" ..." if len(names) > 10 else "")
+        logger.warning(
+            "%s: %d labels have no positive among their observed training labels: %s",
+            source,
+            len(names),
+            shown,
+        )
+
+
 def _split(part: Dataset, fraction: float, *, seed: int) -> tuple[Dataset, Dataset]:
     """The rows that ``fit(validation_split=fraction, seed=seed)`` trains on and holds out."""
     rows = MultiTaskData(torch.arange(len(part))[:, None], {})
@@ -280,6 +300,8 @@ def _train_run(
         coverage = label_coverage(_check_part(train, tasks, shape, train=True), tasks)
     if report is not None and distributed.is_main():
         report(coverage.to_text())
+    if distributed.is_main():
+        warn_no_positives(coverage, tasks, source=config.data.train)
     if train is not None and "validation" not in others and data.split_fraction > 0:
         seed = config.training.seed if data.split_seed is None else data.split_seed
         train, others["validation"] = _split(train, data.split_fraction, seed=seed)

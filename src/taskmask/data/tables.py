@@ -1,6 +1,7 @@
 """Reading data files: CSV, Parquet or NPZ into features and per-task raw labels.
 
-The reader is picked by the file's suffix (``.csv``, ``.parquet`` / ``.pq``, ``.npz``). A CSV or
+The reader is picked by the file's suffix (``.csv``, ``.csv.gz``, ``.csv.bz2``, ``.parquet`` /
+``.pq``, ``.npz``); a compressed CSV is read as it is, never unpacked to disk. A CSV or
 Parquet column is one 1-D column; an NPZ array key is 1-D ``(N,)`` or 2-D ``(N, k)`` (k columns,
 named ``key_0 .. key_{k-1}`` as features); one NPZ feature array of 3 or more dimensions
 (series, images) is kept whole. In a CSV only an empty cell and the text ``NaN`` /
@@ -11,14 +12,16 @@ Every problem is a `TaskmaskError` that names the file.
 
 from __future__ import annotations
 
+import bz2
 import csv
 import difflib
+import gzip
 import re
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -45,8 +48,18 @@ def _check_unique(path: Path, names: Sequence[str]) -> None:
         )
 
 
+def _open_text(path: Path) -> IO[str]:
+    """``path`` as text, decompressed on the fly for ``.gz`` / ``.bz2``."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8")
+    if suffix == ".bz2":
+        return bz2.open(path, "rt", newline="", encoding="utf-8")
+    return open(path, newline="", encoding="utf-8")
+
+
 def _csv_rows(path: Path) -> Iterator[list[str]]:
-    with open(path, newline="", encoding="utf-8") as file:
+    with _open_text(path) as file:
         yield from csv.reader(file)
 
 
@@ -101,7 +114,21 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         return {key: archive[key] for key in archive.files}
 
 
-READERS = {".csv": _read_csv, ".parquet": _read_parquet, ".pq": _read_parquet, ".npz": _read_npz}
+READERS = {
+    ".csv": _read_csv,
+    ".csv.gz": _read_csv,
+    ".csv.bz2": _read_csv,
+    ".parquet": _read_parquet,
+    ".pq": _read_parquet,
+    ".npz": _read_npz,
+}
+
+
+def file_type(path: Path) -> str:
+    """The suffix that picks the reader: ``.csv.gz`` for ``x.csv.gz``, else the last one."""
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    double = "".join(suffixes)
+    return double if len(suffixes) == 2 and double in READERS else path.suffix.lower()
 
 
 @dataclass(frozen=True)
@@ -113,7 +140,7 @@ class Table:
 
     @property
     def is_npz(self) -> bool:
-        return self.path.suffix.lower() == ".npz"
+        return file_type(self.path) == ".npz"
 
     def column(self, name: str, *, what: str) -> np.ndarray:
         """One column (or NPZ array); ``what`` says who asked, for the error message."""
@@ -133,10 +160,10 @@ class Table:
 def read_table(path: str | Path) -> Table:
     """Read a whole file; `TaskmaskError` for a missing, unreadable or unknown-type file."""
     path = Path(path)
-    reader = READERS.get(path.suffix.lower())
+    reader = READERS.get(file_type(path))
     if reader is None:
         raise TaskmaskError(
-            f"{path}: unknown file type {path.suffix!r}; expected one of {sorted(READERS)}"
+            f"{path}: unknown file type {file_type(path)!r}; expected one of {sorted(READERS)}"
         )
     if not path.is_file():
         raise TaskmaskError(f"{path}: file not found")
@@ -146,7 +173,7 @@ def read_table(path: str | Path) -> Table:
         if isinstance(error, TaskmaskError):
             raise
         detail = " ".join(str(error).split()) or type(error).__name__
-        kind = path.suffix.lower().lstrip(".").upper()
+        kind = file_type(path).lstrip(".").upper()
         raise TaskmaskError(f"{path}: not a readable {kind} file ({detail})") from None
     return Table(path, columns)
 
