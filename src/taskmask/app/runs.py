@@ -190,14 +190,18 @@ def _card(run: TrainRun) -> str:
 
 
 def read_with_generated(
-    config: RunConfig, path: Path, *, tasks: Sequence[str] | None = None
+    config: RunConfig, path: Path, *, tasks: Sequence[str] | None = None, keep: Sequence[str] = ()
 ) -> Dataset:
     """A data file's features and the labels of ``tasks`` (default: every task of the config),
-    generated targets included."""
+    generated targets included; the ``keep`` columns as stored (`Dataset.kept`)."""
     specs = [spec for spec in config.tasks if tasks is None or spec.name in tasks]
     targets = {spec.name: spec.source for spec in specs if spec.generator is None}
     part = read_dataset(
-        path, feature_names=config.data.features, targets=targets, smiles=config.data.smiles
+        path,
+        feature_names=config.data.features,
+        targets=targets,
+        smiles=config.data.smiles,
+        keep=keep,
     )
     for spec in specs:
         if spec.generator is not None:
@@ -402,9 +406,17 @@ def open_run(run_dir: Path, *, verify: bool = True) -> tuple[RunConfig, MultiTas
 
 
 def read_for_model(
-    config: RunConfig, model: MultiTaskModel, path: Path, *, with_labels: bool
+    config: RunConfig,
+    model: MultiTaskModel,
+    path: Path,
+    *,
+    with_labels: bool,
+    keep: Sequence[str] = (),
 ) -> Dataset:
-    part = read_with_generated(config, path, tasks=model.task_names if with_labels else ())
+    """``path`` read for ``model`` (labels of its tasks with ``with_labels``; ``keep``
+    columns as stored); `TaskmaskError` if its features do not fit the model."""
+    tasks = model.task_names if with_labels else ()
+    part = read_with_generated(config, path, tasks=tasks, keep=keep)
     if tuple(part.inputs.shape[1:]) != model.input_shape:
         raise TaskmaskError(
             f"{path}: features of shape {_rows_of(part.inputs.shape[1:])}; the model takes "
@@ -418,6 +430,31 @@ def left_out_report(part: Dataset) -> str:
     from taskmask.data.chem import failure_report
 
     return failure_report(part.left_out)
+
+
+def id_columns(config: RunConfig, extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The columns that predictions keep: ``data.id_columns``, then ``extra`` (a name may be a
+    comma list, as ``--keep-columns a,b``), each once."""
+    names = [*config.data.id_columns]
+    for item in extra:
+        names += [name.strip() for name in item.split(",") if name.strip()]
+    return tuple(dict.fromkeys(names))
+
+
+def predictions_table(part: Dataset, predictions: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` led by the kept columns of ``part`` and, when some file rows were left
+    out, a ``row`` column (the file row of each); a kept column named like an output column
+    is a `TaskmaskError`."""
+    lead: dict[str, object] = dict(part.kept)
+    if part.rows is not None:
+        lead.setdefault("row", part.rows)
+    clash = sorted(set(lead) & set(predictions.columns))
+    if clash:
+        raise TaskmaskError(
+            f"{part.path}: kept columns {clash} have the names of prediction columns; "
+            "rename them in the file"
+        )
+    return pd.concat([pd.DataFrame(lead, index=predictions.index), predictions], axis=1)
 
 
 def check_writable_file(path: Path, *, what: str) -> None:

@@ -257,7 +257,8 @@ def labels(table: Table, task: str, source: TargetSource, n_rows: int) -> np.nda
 class Dataset:
     """Features, their names and per-task raw labels read from ``path``. ``left_out`` lists the
     file's rows that could not be featurised (SMILES that do not parse) and are not here;
-    ``rows`` holds, when some were, the file row of each row here."""
+    ``rows`` holds, when some were, the file row of each row here; ``kept`` the columns asked
+    to be kept as they are (ID columns for predictions), by name."""
 
     path: Path
     inputs: torch.Tensor
@@ -265,6 +266,7 @@ class Dataset:
     labels: dict[str, np.ndarray]
     left_out: tuple[SmilesFailure, ...] = ()
     rows: np.ndarray | None = field(default=None, repr=False)
+    kept: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -278,6 +280,7 @@ class Dataset:
             {name: values[rows] for name, values in self.labels.items()},
             self.left_out,
             None if self.rows is None else self.rows[rows],
+            {name: values[rows] for name, values in self.kept.items()},
         )
 
 
@@ -307,8 +310,10 @@ def read_dataset(
     feature_names: Sequence[str],
     targets: Mapping[str, TargetSource],
     smiles: SmilesFeatures | None = None,
+    keep: Sequence[str] = (),
 ) -> Dataset:
-    """Read ``path`` and take its features and, per task name in ``targets``, its labels.
+    """Read ``path`` and take its features, per task name in ``targets`` its labels, and the
+    ``keep`` columns as stored (`Dataset.kept`).
     With ``smiles``, the features computed from its SMILES column come first, followed by the
     ``feature_names`` columns (which may then be none); rows whose SMILES do not parse are left
     out (``Dataset.left_out``), never fatal."""
@@ -325,4 +330,7 @@ def read_dataset(
             names = names + list(extra_names or [])
         inputs = as_inputs(matrix, source=str(table.path), names=names)
     raw = {task: labels(table, task, source, len(inputs)) for task, source in targets.items()}
-    return Dataset(table.path, inputs, names, raw, tuple(left_out), rows)
+    kept = {name: table.column(name, what="kept column") for name in keep}
+    for name, values in kept.items():
+        _check_rows(table, name, values, len(inputs), "kept column")
+    return Dataset(table.path, inputs, names, raw, tuple(left_out), rows, kept)
