@@ -25,7 +25,8 @@ training: {epochs: 20, lr: 0.01, batch_size: 256, seed: 0}    # `taskmask.TrainC
 plugins: [my_kinds]         # modules imported first, e.g. to register task kinds
 trackers: {tensorboard: tb} # and/or mlflow: {...}; see `taskmask.app.trackers`
 standardize: true           # per feature (true, "feature") or per channel ("channel") scaling
-tune_thresholds: false      # fit per-label thresholds (max F1) on the validation data
+tune_thresholds: false      # fit per-label thresholds on the validation data: true (= f1),
+                            # f1, youden, precision:0.9 or recall:0.8 (`taskmask.tune_thresholds`)
 search: {...}               # `taskmask tune` only (`taskmask.app.search`, docs/tune.md)
 ```
 
@@ -60,6 +61,7 @@ from taskmask.app.trackers import Trackers
 from taskmask.data.chem import SmilesFeatures
 from taskmask.data.tables import file_type
 from taskmask.errors import TaskmaskError, validation_message
+from taskmask.functional._thresholds import parse_objective
 from taskmask.model._trunks import MLPConfig, TrunkConfig
 from taskmask.tasks._task import Task, check_unique_names, get_kind, known_kinds
 from taskmask.training._trainer import TrainConfig
@@ -225,7 +227,22 @@ class RunConfig(BaseModel):
     model: ModelSettings = ModelSettings()
     training: TrainConfig = TrainConfig()
     standardize: bool | Literal["feature", "channel"] = True
-    tune_thresholds: bool = False
+    tune_thresholds: bool | str = False
+
+    @field_validator("tune_thresholds")
+    @classmethod
+    def _objective(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str):
+            parse_objective(value, where="tune_thresholds")
+        return value
+
+    @property
+    def threshold_objective(self) -> str | None:
+        """The objective thresholds are tuned for, None when they are not tuned."""
+        if isinstance(self.tune_thresholds, str):
+            return self.tune_thresholds
+        return "f1" if self.tune_thresholds else None
+
     search: SearchConfig | None = None
     plugins: tuple[str, ...] = ()
     trackers: Trackers = Trackers()

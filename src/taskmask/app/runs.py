@@ -338,10 +338,12 @@ def _train_run(
             train.inputs, train.labels, tasks, feature_names=train.feature_names, **settings
         )
     model = result.model
-    if config.tune_thresholds and validation is not None:
+    if config.threshold_objective is not None and validation is not None:
         source = str(validation.path)
         tune_thresholds(
-            model, make_data(validation.inputs, validation.labels, model.tasks, source=source)
+            model,
+            make_data(validation.inputs, validation.labels, model.tasks, source=source),
+            objective=config.threshold_objective,
         )
     metrics: dict[str, Metrics] = {
         name: part_metrics(model, others[name]) for name in ("validation", "test") if name in others
