@@ -105,8 +105,8 @@ def _expand_entry(
 
 def _reserved(raw: Mapping[str, Any]) -> set[str]:
     """The columns no pattern may match: features, SMILES, ID columns, other tasks' columns."""
-    data = raw.get("data") if isinstance(raw.get("data"), Mapping) else {}
-    assert isinstance(data, Mapping)
+    data = raw.get("data")
+    data = data if isinstance(data, Mapping) else {}
     features = data.get("features", [])
     reserved = {features} if isinstance(features, str) else set(features or [])
     smiles = data.get("smiles")
