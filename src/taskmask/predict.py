@@ -21,7 +21,7 @@ import torch
 
 from taskmask.data._memory import MultiTaskData, as_inputs
 from taskmask.errors import TaskmaskError
-from taskmask.functional._metrics import fit_thresholds
+from taskmask.functional._thresholds import Objective, fit_thresholds_by, parse_objective
 from taskmask.model._model import MultiTaskModel, raw_outputs
 from taskmask.tasks._outputs import prediction_columns, task_decisions, task_scores
 from taskmask.tasks._task import Task
@@ -74,20 +74,27 @@ def predictions_frame(predictions: Mapping[str, TaskPrediction]) -> pd.DataFrame
     return pd.DataFrame(columns)
 
 
-def tune_thresholds(model: MultiTaskModel, data: MultiTaskData) -> MultiTaskModel:
+def tune_thresholds(
+    model: MultiTaskModel, data: MultiTaskData, *, objective: str | Objective = "f1"
+) -> MultiTaskModel:
     """Set the per-label thresholds of each task whose kind tunes them (binary, multilabel) to
-    maximise F1 of its scores on ``data`` (observed labels only; use validation data, never
-    the test set). Returns ``model``."""
+    those ``objective`` picks on its scores on ``data`` (observed labels only; use validation
+    data, never the test set): ``f1``, ``youden``, ``precision:0.9``, ``recall:0.8``
+    (`taskmask.functional._thresholds`). Returns ``model``."""
+    if not isinstance(objective, Objective):
+        objective = parse_objective(objective, where="tune_thresholds objective")
     outputs = raw_outputs(model, data.inputs)
     tasks = []
     for task in model.tasks:
         if task.spec.tunes_thresholds and task.name in data.labels:
             enc = data.labels[task.name]
-            scores = task_scores(task, outputs[task.name].detach().cpu())
-            thresholds = fit_thresholds(
-                scores, enc.target.cpu().numpy(), enc.observed.cpu().numpy()
+            scores = torch.as_tensor(task_scores(task, outputs[task.name].detach().cpu()))
+            target, observed = enc.target.cpu(), enc.observed.cpu()
+            shape = scores.shape
+            thresholds = fit_thresholds_by(
+                scores, target.reshape(shape), observed.reshape(shape), objective
             )
-            task = task.model_copy(update={"threshold": tuple(float(t) for t in thresholds)})
+            task = task.model_copy(update={"threshold": tuple(thresholds.tolist())})
         tasks.append(task)
     model.tasks = tuple(tasks)
     return model

@@ -33,9 +33,11 @@ from taskmask.app.run_report import metrics_document
 from taskmask.app.runs import (
     check_writable_file,
     checkpoint_dir,
+    id_columns,
     left_out_report,
     open_run,
     part_metrics,
+    predictions_table,
     read_for_model,
     resumed_config,
     run_lock,
@@ -182,11 +184,10 @@ def _output_path(args: argparse.Namespace) -> Path:
 def _cmd_predict(args: argparse.Namespace) -> int:
     out = _output_path(args)
     config, model = open_run(args.run_dir, verify=args.verify)
-    part = read_for_model(config, model, Path(args.data), with_labels=False)
+    keep = id_columns(config, args.keep_columns)
+    part = read_for_model(config, model, Path(args.data), with_labels=False, keep=keep)
     _report_left_out(part)
-    frame = predictions_frame(predict(model, part.inputs))
-    if part.rows is not None:  # some rows were left out: say which file row each one is
-        frame.insert(0, "row", part.rows)
+    frame = predictions_table(part, predictions_frame(predict(model, part.inputs)))
     if str(out) == "-":
         frame.to_csv(sys.stdout, index=False)
     else:
@@ -330,6 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
         "one object per row); - writes CSV to stdout",
     )
     predict_.add_argument("--output", help=argparse.SUPPRESS)  # deprecated spelling of --out
+    predict_.add_argument(
+        "--keep-columns",
+        action="append",
+        default=[],
+        metavar="NAMES",
+        help="columns of --data copied first into the predictions (repeat or a comma list); "
+        "added to the config's data.id_columns",
+    )
     _no_verify_flag(predict_)
     predict_.set_defaults(handler=_cmd_predict)
     compare = commands.add_parser(

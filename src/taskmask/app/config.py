@@ -9,6 +9,7 @@ data:
   split_seed: 0             # seed of that split; default: training.seed
   features: [x0, x1]        # columns; for NPZ, array keys (a 2-D array gives several columns)
   smiles: {column: smiles, kind: morgan, n_bits: 2048}  # optional: features from SMILES
+  id_columns: [smiles]      # optional: columns copied first into predictions (`predict`)
   stream: false             # true: stream `train` (a Parquet file or directory) batch by batch
   shuffle_buffer: 100000    # rows; with stream: true only (docs/streaming.md)
 tasks:                      # each entry: the fields of `taskmask.Task`, plus where its labels are
@@ -16,6 +17,7 @@ tasks:                      # each entry: the fields of `taskmask.Task`, plus wh
   - {name: scene, kind: multilabel, columns: [sea, sunset]}   # labels default to the columns
   - {name: color, kind: multiclass, column: colour}
   - {name: std, kind: regression, generator: std, auxiliary: true, weight: 0.1}  # from inputs
+  - {from_columns: ["NR-*", "SR-*"], exclude: [SR-MMP], pos_weight: balanced}  # one per column
 model:
   trunk: {hidden: [64, 64], dropout: 0.1}   # `taskmask.MLPConfig`; `type: cnn1d` / `cnn2d` for CNNs
 training: {epochs: 20, lr: 0.01, batch_size: 256, seed: 0}    # `taskmask.TrainConfig`
@@ -23,10 +25,13 @@ training: {epochs: 20, lr: 0.01, batch_size: 256, seed: 0}    # `taskmask.TrainC
 plugins: [my_kinds]         # modules imported first, e.g. to register task kinds
 trackers: {tensorboard: tb} # and/or mlflow: {...}; see `taskmask.app.trackers`
 standardize: true           # per feature (true, "feature") or per channel ("channel") scaling
-tune_thresholds: false      # fit per-label thresholds (max F1) on the validation data
+tune_thresholds: false      # fit per-label thresholds on the validation data: true (= f1),
+                            # f1, youden, precision:0.9 or recall:0.8 (`taskmask.tune_thresholds`)
 search: {...}               # `taskmask tune` only (`taskmask.app.search`, docs/tune.md)
 ```
 
+A ``from_columns`` entry becomes one task per matching column of ``data.train`` (its kind given
+or inferred: `taskmask.app.expand`); the config saved in a run lists them one by one.
 Unknown keys are errors. `load_config` turns every problem into a `TaskmaskError` whose message
 names the file and the YAML path (``tasks[1] (task 'scene').kind``) of each problem.
 """
@@ -48,12 +53,15 @@ from pydantic import (
 )
 
 from taskmask.app.applicable import applicable
+from taskmask.app.expand import expand_tasks
 from taskmask.app.overrides import apply_overrides
 from taskmask.app.plugins import import_plugins
 from taskmask.app.search import SearchConfig
 from taskmask.app.trackers import Trackers
 from taskmask.data.chem import SmilesFeatures
+from taskmask.data.tables import file_type
 from taskmask.errors import TaskmaskError, validation_message
+from taskmask.functional._thresholds import parse_objective
 from taskmask.model._trunks import MLPConfig, TrunkConfig
 from taskmask.tasks._task import Task, check_unique_names, get_kind, known_kinds
 from taskmask.training._trainer import TrainConfig
@@ -80,10 +88,11 @@ class DataConfig(BaseModel):
     split_seed: int | None = None
     features: tuple[str, ...] = ()
     smiles: SmilesFeatures | None = None
+    id_columns: tuple[str, ...] = ()
     stream: bool = False
     shuffle_buffer: int | None = Field(default=None, ge=0)
 
-    @field_validator("features", mode="before")
+    @field_validator("features", "id_columns", mode="before")
     @classmethod
     def _one_key(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
@@ -106,7 +115,7 @@ class DataConfig(BaseModel):
         return self
 
     def _check_stream(self) -> None:
-        if self.train.suffix.lower() in (".csv", ".npz"):
+        if file_type(self.train) in (".csv", ".csv.gz", ".csv.bz2", ".npz"):
             raise ValueError("stream: true reads Parquet: a .parquet file or a directory of them")
         if self.smiles is not None:
             raise ValueError("stream: true reads feature columns; SMILES features need all rows")
@@ -218,8 +227,23 @@ class RunConfig(BaseModel):
     model: ModelSettings = ModelSettings()
     training: TrainConfig = TrainConfig()
     standardize: bool | Literal["feature", "channel"] = True
-    tune_thresholds: bool = False
+    tune_thresholds: bool | str = False
     plots: Literal["all", "summary", "none"] = "summary"
+
+    @field_validator("tune_thresholds")
+    @classmethod
+    def _objective(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str):
+            parse_objective(value, where="tune_thresholds")
+        return value
+
+    @property
+    def threshold_objective(self) -> str | None:
+        """The objective thresholds are tuned for, None when they are not tuned."""
+        if isinstance(self.tune_thresholds, str):
+            return self.tune_thresholds
+        return "f1" if self.tune_thresholds else None
+
     search: SearchConfig | None = None
     plugins: tuple[str, ...] = ()
     trackers: Trackers = Trackers()
@@ -343,6 +367,7 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig
     path = Path(path)
     raw = apply_overrides(read_yaml(path), overrides)
     source = f"{path} (with --set {' '.join(overrides)})" if overrides else path
+    raw = expand_tasks(raw, path.parent, source=source)
     import_plugins(raw, source)
     try:
         config = RunConfig.model_validate(raw)

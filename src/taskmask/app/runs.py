@@ -125,6 +125,26 @@ def _require_labels(path: Path, n_observed: dict[str, int]) -> None:
         )
 
 
+def warn_no_positives(coverage: Coverage, tasks: Sequence[Task], *, source: Path) -> None:
+    """Log a warning (logger ``taskmask``) naming each label of a binary or multilabel task
+    that has observed training labels but no positive among them: its head can learn nothing
+    but "never"."""
+    flags = [task.name for task in tasks if task.spec.tunes_thresholds]
+    rows = coverage.labels
+    if not flags or "n_positive" not in rows:
+        return
+    empty = rows[rows["task"].isin(flags) & (rows["n_observed"] > 0) & (rows["n_positive"] == 0)]
+    if len(empty):
+        names = [str(label) for label in empty["label"]]
+        shown = ", ".join(repr(n) for n in names[:10]) + (" ..." if len(names) > 10 else "")
+        logger.warning(
+            "%s: %d labels have no positive among their observed training labels: %s",
+            source,
+            len(names),
+            shown,
+        )
+
+
 def _split(part: Dataset, fraction: float, *, seed: int) -> tuple[Dataset, Dataset]:
     """The rows that ``fit(validation_split=fraction, seed=seed)`` trains on and holds out."""
     kept, held = holdout(len(part), fraction, seed=seed)
@@ -179,14 +199,18 @@ def _card(run: TrainRun) -> str:
 
 
 def read_with_generated(
-    config: RunConfig, path: Path, *, tasks: Sequence[str] | None = None
+    config: RunConfig, path: Path, *, tasks: Sequence[str] | None = None, keep: Sequence[str] = ()
 ) -> Dataset:
     """A data file's features and the labels of ``tasks`` (default: every task of the config),
-    generated targets included."""
+    generated targets included; the ``keep`` columns as stored (`Dataset.kept`)."""
     specs = [spec for spec in config.tasks if tasks is None or spec.name in tasks]
     targets = {spec.name: spec.source for spec in specs if spec.generator is None}
     part = read_dataset(
-        path, feature_names=config.data.features, targets=targets, smiles=config.data.smiles
+        path,
+        feature_names=config.data.features,
+        targets=targets,
+        smiles=config.data.smiles,
+        keep=keep,
     )
     for spec in specs:
         if spec.generator is not None:
@@ -289,6 +313,8 @@ def _train_run(
         coverage = label_coverage(_check_part(train, tasks, shape, train=True), tasks)
     if report is not None and distributed.is_main():
         report(coverage.to_text())
+    if distributed.is_main():
+        warn_no_positives(coverage, tasks, source=config.data.train)
     if train is not None and "validation" not in others and data.split_fraction > 0:
         seed = config.training.seed if data.split_seed is None else data.split_seed
         train, others["validation"] = _split(train, data.split_fraction, seed=seed)
@@ -321,10 +347,12 @@ def _train_run(
             train.inputs, train.labels, tasks, feature_names=train.feature_names, **settings
         )
     model = result.model
-    if config.tune_thresholds and validation is not None:
+    if config.threshold_objective is not None and validation is not None:
         source = str(validation.path)
         tune_thresholds(
-            model, make_data(validation.inputs, validation.labels, model.tasks, source=source)
+            model,
+            make_data(validation.inputs, validation.labels, model.tasks, source=source),
+            objective=config.threshold_objective,
         )
     metrics: dict[str, Metrics] = {
         name: part_metrics(model, others[name]) for name in ("validation", "test") if name in others
@@ -389,9 +417,17 @@ def open_run(run_dir: Path, *, verify: bool = True) -> tuple[RunConfig, MultiTas
 
 
 def read_for_model(
-    config: RunConfig, model: MultiTaskModel, path: Path, *, with_labels: bool
+    config: RunConfig,
+    model: MultiTaskModel,
+    path: Path,
+    *,
+    with_labels: bool,
+    keep: Sequence[str] = (),
 ) -> Dataset:
-    part = read_with_generated(config, path, tasks=model.task_names if with_labels else ())
+    """``path`` read for ``model`` (labels of its tasks with ``with_labels``; ``keep``
+    columns as stored); `TaskmaskError` if its features do not fit the model."""
+    tasks = model.task_names if with_labels else ()
+    part = read_with_generated(config, path, tasks=tasks, keep=keep)
     if tuple(part.inputs.shape[1:]) != model.input_shape:
         raise TaskmaskError(
             f"{path}: features of shape {_rows_of(part.inputs.shape[1:])}; the model takes "
@@ -405,6 +441,31 @@ def left_out_report(part: Dataset) -> str:
     from taskmask.data.chem import failure_report
 
     return failure_report(part.left_out)
+
+
+def id_columns(config: RunConfig, extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The columns that predictions keep: ``data.id_columns``, then ``extra`` (a name may be a
+    comma list, as ``--keep-columns a,b``), each once."""
+    names = [*config.data.id_columns]
+    for item in extra:
+        names += [name.strip() for name in item.split(",") if name.strip()]
+    return tuple(dict.fromkeys(names))
+
+
+def predictions_table(part: Dataset, predictions: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` led by the kept columns of ``part`` and, when some file rows were left
+    out, a ``row`` column (the file row of each); a kept column named like an output column
+    is a `TaskmaskError`."""
+    lead: dict[str, object] = dict(part.kept)
+    if part.rows is not None:
+        lead.setdefault("row", part.rows)
+    clash = sorted(set(lead) & set(predictions.columns))
+    if clash:
+        raise TaskmaskError(
+            f"{part.path}: kept columns {clash} have the names of prediction columns; "
+            "rename them in the file"
+        )
+    return pd.concat([pd.DataFrame(lead, index=predictions.index), predictions], axis=1)
 
 
 def check_writable_file(path: Path, *, what: str) -> None:

@@ -1,6 +1,7 @@
 """Reading data files: CSV, Parquet or NPZ into features and per-task raw labels.
 
-The reader is picked by the file's suffix (``.csv``, ``.parquet`` / ``.pq``, ``.npz``). A CSV or
+The reader is picked by the file's suffix (``.csv``, ``.csv.gz``, ``.csv.bz2``, ``.parquet`` /
+``.pq``, ``.npz``); a compressed CSV is read as it is, never unpacked to disk. A CSV or
 Parquet column is one 1-D column; an NPZ array key is 1-D ``(N,)`` or 2-D ``(N, k)`` (k columns,
 named ``key_0 .. key_{k-1}`` as features); one NPZ feature array of 3 or more dimensions
 (series, images) is kept whole. In a CSV only an empty cell and the text ``NaN`` /
@@ -11,14 +12,16 @@ Every problem is a `TaskmaskError` that names the file.
 
 from __future__ import annotations
 
+import bz2
 import csv
 import difflib
+import gzip
 import re
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -45,8 +48,18 @@ def _check_unique(path: Path, names: Sequence[str]) -> None:
         )
 
 
+def _open_text(path: Path) -> IO[str]:
+    """``path`` as text, decompressed on the fly for ``.gz`` / ``.bz2``."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8")
+    if suffix == ".bz2":
+        return bz2.open(path, "rt", newline="", encoding="utf-8")
+    return open(path, newline="", encoding="utf-8")
+
+
 def _csv_rows(path: Path) -> Iterator[list[str]]:
-    with open(path, newline="", encoding="utf-8") as file:
+    with _open_text(path) as file:
         yield from csv.reader(file)
 
 
@@ -101,7 +114,21 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         return {key: archive[key] for key in archive.files}
 
 
-READERS = {".csv": _read_csv, ".parquet": _read_parquet, ".pq": _read_parquet, ".npz": _read_npz}
+READERS = {
+    ".csv": _read_csv,
+    ".csv.gz": _read_csv,
+    ".csv.bz2": _read_csv,
+    ".parquet": _read_parquet,
+    ".pq": _read_parquet,
+    ".npz": _read_npz,
+}
+
+
+def file_type(path: Path) -> str:
+    """The suffix that picks the reader: ``.csv.gz`` for ``x.csv.gz``, else the last one."""
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    double = "".join(suffixes)
+    return double if len(suffixes) == 2 and double in READERS else path.suffix.lower()
 
 
 @dataclass(frozen=True)
@@ -113,7 +140,7 @@ class Table:
 
     @property
     def is_npz(self) -> bool:
-        return self.path.suffix.lower() == ".npz"
+        return file_type(self.path) == ".npz"
 
     def column(self, name: str, *, what: str) -> np.ndarray:
         """One column (or NPZ array); ``what`` says who asked, for the error message."""
@@ -133,10 +160,10 @@ class Table:
 def read_table(path: str | Path) -> Table:
     """Read a whole file; `TaskmaskError` for a missing, unreadable or unknown-type file."""
     path = Path(path)
-    reader = READERS.get(path.suffix.lower())
+    reader = READERS.get(file_type(path))
     if reader is None:
         raise TaskmaskError(
-            f"{path}: unknown file type {path.suffix!r}; expected one of {sorted(READERS)}"
+            f"{path}: unknown file type {file_type(path)!r}; expected one of {sorted(READERS)}"
         )
     if not path.is_file():
         raise TaskmaskError(f"{path}: file not found")
@@ -146,7 +173,7 @@ def read_table(path: str | Path) -> Table:
         if isinstance(error, TaskmaskError):
             raise
         detail = " ".join(str(error).split()) or type(error).__name__
-        kind = path.suffix.lower().lstrip(".").upper()
+        kind = file_type(path).lstrip(".").upper()
         raise TaskmaskError(f"{path}: not a readable {kind} file ({detail})") from None
     return Table(path, columns)
 
@@ -230,7 +257,8 @@ def labels(table: Table, task: str, source: TargetSource, n_rows: int) -> np.nda
 class Dataset:
     """Features, their names and per-task raw labels read from ``path``. ``left_out`` lists the
     file's rows that could not be featurised (SMILES that do not parse) and are not here;
-    ``rows`` holds, when some were, the file row of each row here."""
+    ``rows`` holds, when some were, the file row of each row here; ``kept`` the columns asked
+    to be kept as they are (ID columns for predictions), by name."""
 
     path: Path
     inputs: torch.Tensor
@@ -238,6 +266,7 @@ class Dataset:
     labels: dict[str, np.ndarray]
     left_out: tuple[SmilesFailure, ...] = ()
     rows: np.ndarray | None = field(default=None, repr=False)
+    kept: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -251,6 +280,7 @@ class Dataset:
             {name: values[rows] for name, values in self.labels.items()},
             self.left_out,
             None if self.rows is None else self.rows[rows],
+            {name: values[rows] for name, values in self.kept.items()},
         )
 
 
@@ -280,8 +310,10 @@ def read_dataset(
     feature_names: Sequence[str],
     targets: Mapping[str, TargetSource],
     smiles: SmilesFeatures | None = None,
+    keep: Sequence[str] = (),
 ) -> Dataset:
-    """Read ``path`` and take its features and, per task name in ``targets``, its labels.
+    """Read ``path`` and take its features, per task name in ``targets`` its labels, and the
+    ``keep`` columns as stored (`Dataset.kept`).
     With ``smiles``, the features computed from its SMILES column come first, followed by the
     ``feature_names`` columns (which may then be none); rows whose SMILES do not parse are left
     out (``Dataset.left_out``), never fatal."""
@@ -298,4 +330,7 @@ def read_dataset(
             names = names + list(extra_names or [])
         inputs = as_inputs(matrix, source=str(table.path), names=names)
     raw = {task: labels(table, task, source, len(inputs)) for task, source in targets.items()}
-    return Dataset(table.path, inputs, names, raw, tuple(left_out), rows)
+    kept = {name: table.column(name, what="kept column") for name in keep}
+    for name, values in kept.items():
+        _check_rows(table, name, values, len(inputs), "kept column")
+    return Dataset(table.path, inputs, names, raw, tuple(left_out), rows, kept)
