@@ -16,7 +16,7 @@ from taskmask.data.series import HMP_NAME_PATTERN, fit_length, read_series_folde
 from taskmask.errors import TaskmaskError
 
 FAST = settings(max_examples=30, deadline=None)
-DATA = Path(__file__).parents[2] / "shared" / "data"
+DATA = Path(__file__).parents[3] / "shared" / "data"
 
 
 def _write(path: Path, rows: np.ndarray | str) -> Path:

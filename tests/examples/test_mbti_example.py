@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "mbti_text.py"
 TYPES = ["".join(letters) for letters in product("IE", "NS", "TF", "JP")]
 FUNCTIONS = {"ni", "ne", "si", "se", "ti", "te", "fi", "fe"}

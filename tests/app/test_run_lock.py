@@ -21,7 +21,7 @@ from taskmask.app.runs import checkpoint_dir
 from taskmask.errors import TaskmaskError
 from taskmask.training import checkpoint
 
-SRC = str(Path(taskmask.__file__).parents[1])
+SRC = str(Path(taskmask.__file__).parents[2])
 LONG = {"epochs": 400, "batch_size": 64, "lr": 0.01, "seed": 0}
 
 

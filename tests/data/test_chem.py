@@ -277,7 +277,7 @@ def test_the_molecules_guide_runs_as_written() -> None:
     import re
     from pathlib import Path
 
-    page = Path(__file__).resolve().parents[1] / "docs" / "molecules.md"
+    page = Path(__file__).resolve().parents[2] / "docs" / "molecules.md"
     (block,) = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
     namespace: dict[str, Any] = {"print": lambda *args, **kwargs: None}
     exec(compile(block, str(page), "exec"), namespace)

@@ -246,7 +246,7 @@ def test_overrides_leave_the_raw_config_alone() -> None:
 
 
 def test_every_file_of_a_run_directory_is_documented(trained: Trained) -> None:
-    page = (Path(__file__).resolve().parents[1] / "docs" / "run_directory.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "run_directory.md").read_text()
     documented = set(re.findall(r"^\| `([^`]+)` \|", page, flags=re.MULTILINE))
     for path in trained.run.rglob("*"):
         if path.is_file():

@@ -41,7 +41,7 @@ from taskmask.data import ParquetSource, label_coverage
 from taskmask.errors import TaskmaskError
 from taskmask.training import BatchLoss, TrainConfig, Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 N_ROWS = 300
 

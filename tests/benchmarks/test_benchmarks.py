@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.py"
 
 RATES = {
     "seed000": [

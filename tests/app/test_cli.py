@@ -465,7 +465,7 @@ def test_python_dash_m_runs_the_cli(
 def test_the_example_config_trains_on_the_example_generator(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], no_plots: None
 ) -> None:
-    examples = Path(__file__).resolve().parents[1] / "examples" / "configs"
+    examples = Path(__file__).resolve().parents[2] / "examples" / "configs"
     make = runpy.run_path(str(examples / "make_quickstart_data.py"))["make_table"]
     make(150).to_csv(tmp_path / "quickstart.csv", index=False)
     raw = yaml.safe_load((examples / "quickstart.yaml").read_text())

@@ -12,7 +12,7 @@ from taskmask.app.config import RunConfig, load_config
 from taskmask.errors import TaskmaskError
 from taskmask.tasks import Task
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "configs"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "configs"
 
 
 def _config(**changes: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from taskmask.app.runs import checkpoint_dir
 from taskmask.errors import TaskmaskError
 from taskmask.training import TrainConfig, Trainer, checkpoint
 
-SCRIPT = Path(__file__).with_name("training_script.py")
+SCRIPT = Path(__file__).parents[1] / "training_script.py"
 BASE = {"batch_size": 16, "lr": 1e-2, "progress": False, "device": "cpu", "seed": 3}
 
 

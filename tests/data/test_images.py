@@ -21,7 +21,7 @@ from taskmask.errors import TaskmaskError
 from taskmask.model import CNN2DConfig, MultiTaskModel, build_trunk
 from taskmask.tasks import Task
 
-DATA = Path(__file__).parents[2] / "shared" / "data"
+DATA = Path(__file__).parents[3] / "shared" / "data"
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
 

@@ -290,7 +290,7 @@ def test_median_pruning_stops_trials_worse_than_the_median(tmp_path: Path) -> No
 
 
 def test_the_example_search_loads() -> None:
-    examples = Path(__file__).resolve().parents[1] / "examples" / "configs"
+    examples = Path(__file__).resolve().parents[2] / "examples" / "configs"
     tune = load_tune(examples / "tune_quickstart.yaml")
     assert tune.search.maximize and tune.search.monitor == "val/toxic/roc_auc"
     assert "training.weighting" in tune.search.params

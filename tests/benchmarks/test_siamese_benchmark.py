@@ -17,8 +17,8 @@ import torch
 
 import taskmask
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")

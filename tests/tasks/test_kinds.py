@@ -391,7 +391,7 @@ def test_missing_pair_labels_do_not_change_training() -> None:
 
 def test_the_custom_kinds_guide_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    page = Path(__file__).resolve().parents[1] / "docs" / "custom_kinds.md"
+    page = Path(__file__).resolve().parents[2] / "docs" / "custom_kinds.md"
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.DOTALL)
     assert len(blocks) == 1
     namespace: dict[str, Any] = {"print": lambda *args, **kwargs: None}

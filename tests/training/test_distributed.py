@@ -29,8 +29,8 @@ from taskmask.data._batches import InMemoryBatches, fits_on_device, to_device
 from taskmask.errors import TaskmaskError
 from taskmask.training import TrainConfig, Trainer, checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = Path(__file__).with_name("training_script.py")
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).parents[1] / "training_script.py"
 CPU = torch.device("cpu")
 # 161 training rows after the split: the last global batch of 16 has one row, so rank 1's
 # piece of it is empty.

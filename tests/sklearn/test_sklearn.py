@@ -36,7 +36,7 @@ from taskmask.model import MLPConfig
 from taskmask.sklearn import MultiTaskClassifier, MultiTaskRegressor, make_masked_scorer
 from taskmask.tasks import Task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL: dict[str, Any] = {"hidden": (16,), "epochs": 5, "batch_size": 32, "lr": 1e-2}
 ANIMALS = np.array(["cat", "dog", "owl"], dtype=object)
 
