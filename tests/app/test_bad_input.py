@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 from test_cli import config_dict, make_table, run_cli, write_config
 
-import taskmask.app.runs as runs
+import taskmask.app.run_files as runs
 from taskmask._io import atomic_directory, write_atomically
 from taskmask.app.cli import main
 from taskmask.errors import InvalidFieldsError, TaskmaskError

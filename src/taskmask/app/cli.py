@@ -29,21 +29,23 @@ from taskmask._version import __version__
 from taskmask._world import is_main
 from taskmask.app._interrupts import exit_code, interrupted_message, interruptible
 from taskmask.app.config import RunConfig, format_validation_error, load_config, yaml_problem
-from taskmask.app.run_report import metrics_document
-from taskmask.app.runs import (
+from taskmask.app.run_files import (
     check_writable_file,
-    checkpoint_dir,
     id_columns,
-    left_out_report,
     open_run,
-    part_metrics,
     predictions_table,
     read_for_model,
+    table_writer,
+    write_table,
+)
+from taskmask.app.run_report import metrics_document
+from taskmask.app.runs import (
+    checkpoint_dir,
+    left_out_report,
+    part_metrics,
     resumed_config,
     run_lock,
-    table_writer,
     train_run,
-    write_table,
 )
 from taskmask.data.tables import Dataset
 from taskmask.errors import TaskmaskError

@@ -37,7 +37,8 @@ from torch import nn
 from taskmask._io import write_atomically
 from taskmask.app.config import RunConfig, format_validation_error, load_config, read_yaml
 from taskmask.app.overrides import set_dotted as set_path
-from taskmask.app.runs import train_run, write_csv_atomically
+from taskmask.app.run_files import write_csv_atomically
+from taskmask.app.runs import train_run
 from taskmask.app.search import ParamRange, SearchConfig
 from taskmask.app.tune_report import plot_study, trial_line, trials_table
 from taskmask.app.tune_study import import_optuna, open_study, optuna_quiet, param_importances

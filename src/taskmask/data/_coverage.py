@@ -3,8 +3,10 @@ from the label statistics (`LabelStats`) of memory or of a stream alike."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,8 @@ import pandas as pd
 from taskmask.data._memory import MultiTaskData
 from taskmask.data._stream_stats import LabelStats, label_stats
 from taskmask.tasks._task import Task
+
+logger = logging.getLogger("taskmask")
 
 WORST_SHOWN = 10
 """How many of the least-observed labels `Coverage.to_text` lists."""
@@ -82,3 +86,23 @@ def label_coverage(data: MultiTaskData, tasks: Sequence[Task]) -> Coverage:
     """Coverage of ``data``'s labels for ``tasks`` (tasks absent from ``data`` count as never
     observed)."""
     return coverage(label_stats(tasks, data.labels, len(data)), tasks)
+
+
+def warn_no_positives(coverage: Coverage, tasks: Sequence[Task], *, source: Path) -> None:
+    """Log a warning (logger ``taskmask``) naming each label of a binary or multilabel task
+    that has observed training labels but no positive among them: its head can learn nothing
+    but "never"."""
+    flags = [task.name for task in tasks if task.spec.tunes_thresholds]
+    rows = coverage.labels
+    if not flags or "n_positive" not in rows:
+        return
+    empty = rows[rows["task"].isin(flags) & (rows["n_observed"] > 0) & (rows["n_positive"] == 0)]
+    if len(empty):
+        names = [str(label) for label in empty["label"]]
+        shown = ", ".join(repr(n) for n in names[:10]) + (" ..." if len(names) > 10 else "")
+        logger.warning(
+            "%s: %d labels have no positive among their observed training labels: %s",
+            source,
+            len(names),
+            shown,
+        )
