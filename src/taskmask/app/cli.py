@@ -17,18 +17,16 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
-from tqdm.auto import tqdm
 
 from taskmask._version import __version__
 from taskmask._world import is_main
+from taskmask.app._console import describe_error, format_metrics, log_to_stderr
 from taskmask.app._interrupts import exit_code, interrupted_message, interruptible
-from taskmask.app.config import RunConfig, format_validation_error, load_config, yaml_problem
+from taskmask.app.config import RunConfig, load_config
 from taskmask.app.run_files import (
     check_writable_file,
     id_columns,
@@ -49,7 +47,6 @@ from taskmask.app.runs import (
 )
 from taskmask.data.tables import Dataset
 from taskmask.errors import TaskmaskError
-from taskmask.functional._metrics import MetricValue, Undefined, summary_keys
 from taskmask.persistence import load_model
 from taskmask.predict import predict, predictions_frame
 
@@ -61,28 +58,6 @@ EXIT_CODES = {
 }
 
 logger = logging.getLogger("taskmask")
-
-Metrics = dict[str, dict[str, MetricValue]]
-
-
-def _cell(key: str, value: MetricValue) -> str:
-    if isinstance(value, Undefined):
-        return f"undefined ({value.reason})"
-    if key.startswith(("n_observed", "support")):
-        return f"{value:.0f}"
-    return f"{value:.4f}"
-
-
-def format_metrics(metrics: Mapping[str, Mapping[str, MetricValue]]) -> str:
-    """Per task, its summary metrics (no per-label keys) as an aligned text table."""
-    rows = [("task", "metric", "value")]
-    for task, values in metrics.items():
-        for i, key in enumerate(summary_keys(values)):
-            rows.append(("" if i else task, key, _cell(key, values[key])))
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows]
-    lines.insert(1, "-" * max(len(line) for line in lines))
-    return "\n".join(lines)
 
 
 def _check_free(out: Path, *, overwrite: bool) -> None:
@@ -388,48 +363,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _StderrHandler(logging.Handler):
-    """Writes log lines to stderr through tqdm, so that a progress bar is redrawn below them."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:
-            self.handleError(record)
-
-
-class _Formatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage()
-        return f"warning: {text}" if record.levelno >= logging.WARNING else text
-
-
-@contextmanager
-def _logging(args: argparse.Namespace) -> Iterator[None]:
-    """The ``taskmask`` logger to stderr at the level ``-q`` / ``-v`` choose, for one command."""
-    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    handler = _StderrHandler()
-    handler.setFormatter(_Formatter())
-    previous = logger.level
-    logger.setLevel(level)
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        return format_validation_error(error, source="input")
-    if isinstance(error, yaml.YAMLError):
-        return f"not valid YAML: {yaml_problem(error)}"
-    if isinstance(error, OSError) and error.filename is not None:
-        return f"{error.filename}: {error.strerror or error}"
-    return str(error)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (2 for bad input, with a message on stderr)."""
     parser = build_parser()
@@ -439,12 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
     args.command_line = shlex.join(["taskmask", *(sys.argv[1:] if argv is None else argv)])
     try:
-        with _logging(args):
+        with log_to_stderr(quiet=args.quiet, verbose=args.verbose):
             code: int = args.handler(args)
     except BrokenPipeError:
         raise
     except (TaskmaskError, ValidationError, yaml.YAMLError, OSError) as error:
-        print(f"taskmask {args.command}: error: {_describe(error)}", file=sys.stderr)
+        print(f"taskmask {args.command}: error: {describe_error(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as stop:  # train reports its own (what it kept, how to resume)
         print(f"taskmask {args.command}: interrupted", file=sys.stderr)
