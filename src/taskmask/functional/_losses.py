@@ -31,6 +31,11 @@ class LossTerm(NamedTuple):
     sum: torch.Tensor
     count: torch.Tensor  # type: ignore[assignment]  # the field hides tuple.count, on purpose
 
+    @classmethod
+    def over(cls, total: torch.Tensor, observed: torch.Tensor) -> LossTerm:
+        """``total`` with the number of observed entries as its count (in ``total``'s dtype)."""
+        return cls(total, observed.sum().to(total.dtype))
+
     def mean(self) -> torch.Tensor:
         """Mean over observed entries; exactly 0 (graph-connected) when none is observed."""
         return self.sum / self.count.clamp(min=1)

@@ -16,7 +16,7 @@ from taskmask.tasks._task import Decisions, Task, TaskKindSpec
 def bce_loss(input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor) -> LossTerm:
     """Masked binary cross-entropy on logits ``(N, k)`` as ``LossTerm(sum, count)``."""
     total = masked_binary_cross_entropy_with_logits(input, target, observed, reduction="sum")
-    return LossTerm(total, observed.sum().to(total.dtype))
+    return LossTerm.over(total, observed)
 
 
 def weighted_bce_loss(
@@ -30,7 +30,7 @@ def weighted_bce_loss(
     total = masked_binary_cross_entropy_with_logits(
         input, target, observed, pos_weight=pos_weight, reduction="sum"
     )
-    return LossTerm(total, observed.sum().to(total.dtype))
+    return LossTerm.over(total, observed)
 
 
 def flag_metrics(

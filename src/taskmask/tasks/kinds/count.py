@@ -27,7 +27,7 @@ SMALLEST_MEAN = 1e-6
 def poisson_loss(input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor) -> LossTerm:
     """Masked Poisson NLL of log-rates ``(N, k)`` as ``LossTerm(sum, count)``."""
     total = masked_poisson_nll_loss(input, target, observed, reduction="sum")
-    return LossTerm(total, observed.sum().to(total.dtype))
+    return LossTerm.over(total, observed)
 
 
 def encode_counts(task: Task, raw: Any, where: str) -> EncodedLabels:

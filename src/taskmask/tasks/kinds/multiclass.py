@@ -16,7 +16,7 @@ from taskmask.tasks.kinds.multilabel import indexed_labels
 
 def _loss(input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor) -> LossTerm:
     total = masked_cross_entropy(input, target, observed, reduction="sum")
-    return LossTerm(total, observed.sum().to(total.dtype))
+    return LossTerm.over(total, observed)
 
 
 def _metrics(

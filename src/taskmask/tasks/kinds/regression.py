@@ -22,7 +22,7 @@ from taskmask.tasks._task import Task, TaskKindSpec
 
 def _mse(input: torch.Tensor, target: torch.Tensor, observed: torch.Tensor) -> LossTerm:
     total = masked_mse_loss(input, target, observed, reduction="sum")
-    return LossTerm(total, observed.sum().to(total.dtype))
+    return LossTerm.over(total, observed)
 
 
 def _loss(
@@ -38,7 +38,7 @@ def _loss(
         total = masked_huber_loss(input, target, observed, delta=task.huber_delta, reduction="sum")
     else:
         return _mse(input, target, observed)
-    return LossTerm(total, observed.sum().to(total.dtype))
+    return LossTerm.over(total, observed)
 
 
 def _metrics(
