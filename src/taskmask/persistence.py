@@ -27,6 +27,7 @@ from torch import nn
 from taskmask._io import atomic_directory
 from taskmask._version import __version__
 from taskmask.errors import TaskmaskError
+from taskmask.model._heads import head_key
 from taskmask.model._model import MultiTaskModel
 from taskmask.model._trunks import TrunkConfig, build_trunk, trunk_config
 from taskmask.tasks._task import Task, known_kinds
@@ -55,7 +56,7 @@ class ModelMeta(BaseModel):
 def write_model_files(model: MultiTaskModel, directory: Path) -> None:
     """Write ``model.safetensors`` and ``model.json`` (with its SHA-256) into an existing
     directory."""
-    auxiliary = {f"heads.{t.name}." for t in model.tasks if t.auxiliary}
+    auxiliary = {f"heads.{head_key(t.name)}." for t in model.tasks if t.auxiliary}
     state = {
         key: value.detach().cpu().contiguous()
         for key, value in model.state_dict().items()

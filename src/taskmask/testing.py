@@ -30,7 +30,8 @@ from taskmask.tasks._outputs import (
     task_decisions,
     task_scores,
 )
-from taskmask.tasks._task import _REGISTRY, Task, TaskKindSpec, register_kind, unregister_kind
+from taskmask.tasks._registry import register_kind, unregister_kind
+from taskmask.tasks._task import _REGISTRY, Task, TaskKindSpec
 
 N_ROWS = 24
 N_FEATURES = 8

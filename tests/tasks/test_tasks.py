@@ -16,7 +16,6 @@ from taskmask.tasks import Task, check_unique_names
     [
         ({"name": "t", "kind": "multilabel", "labels": ("a", "b", "a")}, "unique"),
         ({"name": "t", "kind": "multiclass", "labels": ("x", "x")}, "unique"),
-        ({"name": "a.b", "kind": "binary"}, "'.'"),
         ({"name": "t", "kind": "regression", "pos_weight": 2.0}, "pos_weight"),
         (
             {"name": "t", "kind": "multiclass", "labels": ("a", "b"), "pos_weight": 1.0},

@@ -21,7 +21,64 @@ from typing import Any
 import torch
 from torch import nn
 
+from taskmask.errors import TaskmaskError
 from taskmask.tasks._task import Task
+
+_DOT = "%2E"
+"""What a '.' of a task name becomes in its head's key (``nn.Module`` names cannot hold dots)."""
+_MODULE_ATTRIBUTES = frozenset(vars(nn.ModuleDict()))
+"""Instance attributes of a module (``training``, ``_modules``): not usable as keys either."""
+
+
+def head_key(name: str) -> str:
+    """The key of task ``name``'s head in `TaskHeads` and in state dicts (``heads.<key>.weight``):
+    the name itself when it holds no '.' and is no attribute of ``nn.ModuleDict`` (so every key
+    of a 0.1.0 model is unchanged); otherwise each '.' written ``%2E``, then a leading ``%`` if
+    it still names an attribute (``values``, ``training``)."""
+    key = name.replace(".", _DOT)
+    return f"%{key}" if hasattr(nn.ModuleDict, key) or key in _MODULE_ATTRIBUTES else key
+
+
+class TaskHeads(nn.ModuleDict):
+    """The heads by task name: ``heads[name]``, ``name in heads`` and iteration speak task names,
+    the modules are stored (and state-dict keys written) under `head_key` of each name. Two names
+    with one key (``a.b`` and a literal ``a%2Eb``) are an error naming both."""
+
+    def __init__(self, heads: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        self._names: dict[str, str] = {}  # key: task name
+        for name, head in heads.items():
+            self[name] = head
+
+    def __setitem__(self, name: str, head: nn.Module) -> None:
+        key = head_key(name)
+        if self._names.get(key, name) != name:
+            raise TaskmaskError(
+                f"tasks {self._names[key]!r} and {name!r} would share the head key {key!r}; "
+                "rename one"
+            )
+        self._names[key] = name
+        super().__setitem__(key, head)
+
+    def __delitem__(self, name: str) -> None:
+        key = head_key(name)
+        super().__delitem__(key)
+        del self._names[key]
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return super().__getitem__(head_key(name))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(head_key(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names.values())
+
+    def keys(self) -> Iterator[str]:  # type: ignore[override]
+        return iter(self._names.values())
+
+    def items(self) -> Iterator[tuple[str, nn.Module]]:  # type: ignore[override]
+        return ((name, self[name]) for name in self._names.values())
 
 
 @dataclass(frozen=True)
@@ -131,7 +188,7 @@ def _can_fuse(heads: Sequence[nn.Module]) -> bool:
     return len(same) == 1 and all(t.requires_grad for t in tensors)
 
 
-def fuse(heads: nn.ModuleDict, layout: HeadLayout) -> nn.ModuleDict:
+def fuse(heads: TaskHeads, layout: HeadLayout) -> nn.ModuleDict:
     """``{str(group index): FusedLinear}`` for each linear group whose heads can fuse; their
     per-task parameters are removed from ``heads``."""
     fused = nn.ModuleDict()
@@ -170,7 +227,7 @@ def _rows(
         yield name, task_weight, task_bias
 
 
-def unfuse(heads: nn.ModuleDict, fused: nn.ModuleDict, layout: HeadLayout) -> None:
+def unfuse(heads: TaskHeads, fused: nn.ModuleDict, layout: HeadLayout) -> None:
     """Give each fused task's head module its parameters back (new ones, same values)."""
     for key, module in fused.items():
         assert isinstance(module, FusedLinear)
@@ -183,24 +240,24 @@ def per_task_state(
     state: dict[str, Any], prefix: str, fused: nn.ModuleDict, layout: HeadLayout
 ) -> None:
     """A state dict with fused groups (``<prefix>fused.<i>.*``) rewritten in place to the
-    per-task keys ``<prefix>heads.<task>.weight`` / ``.bias``, heads in task order."""
+    per-task keys ``<prefix>heads.<head_key(task)>.weight`` / ``.bias``, heads in task order."""
     heads, fused_prefix = f"{prefix}heads.", f"{prefix}fused."
-    per_task: dict[str, dict[str, Any]] = {}
+    per_task: dict[str, dict[str, Any]] = {}  # head key: {part: tensor}
     for key, value in state.items():
         if key.startswith(heads):
-            name, _, part = key[len(heads) :].partition(".")
+            name, _, part = key[len(heads) :].partition(".")  # a head key holds no '.'
             per_task.setdefault(name, {})[part] = value
     for index in fused:
         group = layout.groups[int(index)]
         weights = _split(state[f"{fused_prefix}{index}.weight"], group.widths)
         biases = _split(state[f"{fused_prefix}{index}.bias"], group.widths)
         for name, weight, bias in zip(group.names, weights, biases, strict=True):
-            per_task.setdefault(name, {}).update(weight=weight, bias=bias)
+            per_task.setdefault(head_key(name), {}).update(weight=weight, bias=bias)
     rest = {k: v for k, v in state.items() if not k.startswith((heads, fused_prefix))}
     state.clear()
     state.update(rest)
-    for name in layout.names:
-        state.update({f"{heads}{name}.{k}": v for k, v in per_task.get(name, {}).items()})
+    for key in map(head_key, layout.names):
+        state.update({f"{heads}{key}.{k}": v for k, v in per_task.get(key, {}).items()})
 
 
 def fused_state(
@@ -212,6 +269,6 @@ def fused_state(
     for index in fused:
         group = layout.groups[int(index)]
         for part in ("weight", "bias"):
-            keys = [f"{prefix}heads.{name}.{part}" for name in group.names]
+            keys = [f"{prefix}heads.{head_key(name)}.{part}" for name in group.names]
             if all(key in state for key in keys):
                 state[f"{prefix}fused.{index}.{part}"] = torch.cat([state.pop(k) for k in keys])

@@ -16,6 +16,7 @@ from taskmask.model._heads import (
     FusedLinear,
     HeadLayout,
     HeadOutputs,
+    TaskHeads,
     fuse,
     fused_state,
     per_task_state,
@@ -101,7 +102,7 @@ class MultiTaskModel(nn.Module):
                 )
         self._attach_points = sorted({t.attach_to for t in tasks if t.attach_to is not None})
         widths = self._feature_widths()
-        self.heads = nn.ModuleDict({t.name: make_head(t, widths[t.attach_to or ""]) for t in tasks})
+        self.heads = TaskHeads({t.name: make_head(t, widths[t.attach_to or ""]) for t in tasks})
         self.layout = HeadLayout.of(tasks)
         self.fused = None
         # within fused_heads, state dicts still speak per-task keys

@@ -24,6 +24,7 @@ from taskmask.tasks._outputs import (
     task_decisions,
     task_scores,
 )
+from taskmask.tasks._registry import register_kind, unregister_kind
 from taskmask.tasks._task import (
     RegressionLoss,
     Targets,
@@ -35,8 +36,6 @@ from taskmask.tasks._task import (
     get_kind,
     indexed_names,
     known_kinds,
-    register_kind,
-    unregister_kind,
 )
 
 __all__ = [

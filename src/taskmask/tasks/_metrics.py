@@ -7,7 +7,8 @@ import torch
 from taskmask.errors import TaskmaskError
 from taskmask.functional._metrics import _LOWER_IS_BETTER, MetricValue
 from taskmask.tasks._outputs import task_scores
-from taskmask.tasks._task import Task, metric_direction
+from taskmask.tasks._registry import metric_direction
+from taskmask.tasks._task import Task
 
 
 def task_metrics(

@@ -7,8 +7,9 @@ registered with the same `register_kind` a user calls, when `taskmask.tasks` is 
 
 A saved model stores only the kind's name: `taskmask.load_model` rebuilds such a task from the
 spec registered in the loading process (an unregistered kind is an error naming it); nothing is
-ever executed from the files. `Task` and the registry share this module because validating a
-task reads the registry and a spec's hooks take tasks.
+ever executed from the files. `Task`, `TaskKindSpec` and the registry's lookups share this
+module because validating a task reads the registry and a spec's hooks take tasks; changing
+the registry (`register_kind`, `unregister_kind`) is `taskmask.tasks._registry`.
 
 Contract of a spec's functions (a missing label means ``observed == False``):
 
@@ -139,54 +140,6 @@ _REGISTRY: dict[str, TaskKindSpec] = {}
 _BUILTINS: set[str] = set()
 
 
-def _base(metric: str) -> str:
-    return metric.removesuffix("_macro")
-
-
-def _check_direction(name: str, spec: TaskKindSpec) -> None:
-    for other, known in _REGISTRY.items():
-        same = other != name and _base(known.summary) == _base(spec.summary)
-        if same and known.higher_is_better != spec.higher_is_better:
-            raise TaskmaskError(
-                f"kind {name!r}: metric {spec.summary!r} is already the summary of kind "
-                f"{other!r} with the opposite direction (higher_is_better="
-                f"{known.higher_is_better}); name it differently"
-            )
-
-
-def register_kind(name: str, spec: TaskKindSpec, *, replace: bool = False) -> None:
-    """Make ``name`` a task kind in this process; ``replace=True`` replaces a registered one,
-    a built-in one too (the kind's tasks then follow the new spec everywhere)."""
-    if not isinstance(name, str) or not name or "." in name or name != name.strip():
-        raise TaskmaskError(f"a kind name is a non-empty string without '.', got {name!r}")
-    if not isinstance(spec, TaskKindSpec):
-        raise TaskmaskError(f"kind {name!r}: expected a TaskKindSpec, got {type(spec).__name__}")
-    if not spec.summary:
-        raise TaskmaskError(f"kind {name!r}: summary must name one of its metrics")
-    if name in _REGISTRY and not replace:
-        what = "a built-in kind" if name in _BUILTINS else "already registered"
-        raise TaskmaskError(f"kind {name!r} is {what}; pass replace=True to replace it")
-    _check_direction(name, spec)
-    _REGISTRY[name] = spec
-
-
-def _mark_builtin(name: str) -> None:
-    """Protect a registered kind of `taskmask.tasks.kinds` from `unregister_kind`."""
-    _BUILTINS.add(name)
-
-
-def unregister_kind(name: str) -> None:
-    """Forget a registered kind (tasks of that kind stop validating); a built-in stays."""
-    if name in _BUILTINS:
-        raise TaskmaskError(
-            f"kind {name!r} is a built-in kind and cannot be unregistered; "
-            "register_kind(name, spec, replace=True) replaces it"
-        )
-    if name not in _REGISTRY:
-        raise TaskmaskError(f"kind {name!r} is not registered; registered: {sorted(_REGISTRY)}")
-    del _REGISTRY[name]
-
-
 def builtin_kinds() -> tuple[str, ...]:
     """The kinds of `taskmask.tasks.kinds`, in registration order."""
     return tuple(name for name in _REGISTRY if name in _BUILTINS)
@@ -207,17 +160,6 @@ def get_kind(name: str) -> TaskKindSpec:
             f"{list(known_kinds())} (register it with taskmask.register_kind)"
         )
     return spec
-
-
-def metric_direction(metric: str) -> bool | None:
-    """Whether higher is better for ``metric`` (no ``_macro``), as a registered kind declares
-    it (its summary or ``lower_is_better``); None when no kind declares it."""
-    for spec in _REGISTRY.values():
-        if _base(spec.summary) == metric:
-            return spec.higher_is_better
-        if metric in spec.lower_is_better:
-            return False
-    return None
 
 
 def make_head(task: Task, in_features: int) -> nn.Module:
@@ -312,8 +254,6 @@ class Task(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Task:
         where = f"task {self.name!r}"
-        if "." in self.name:
-            raise ValueError(f"{where}: task names may not contain '.'")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ValueError(f"{where}: label names must be unique, got {list(self.labels)}")
         if self.labels and self.n_outputs and len(self.labels) != self.n_outputs:

@@ -11,7 +11,8 @@ A built-in kind cannot be unregistered; ``register_kind(name, spec, replace=True
 it in this process.
 """
 
-from taskmask.tasks._task import TaskKindSpec, _mark_builtin, register_kind
+from taskmask.tasks._registry import mark_builtin, register_kind
+from taskmask.tasks._task import TaskKindSpec
 from taskmask.tasks.kinds.binary import BINARY
 from taskmask.tasks.kinds.count import COUNT
 from taskmask.tasks.kinds.multiclass import MULTICLASS
@@ -28,6 +29,6 @@ BUILTIN_SPECS: dict[str, TaskKindSpec] = {
 
 for _name, _spec in BUILTIN_SPECS.items():
     register_kind(_name, _spec)
-    _mark_builtin(_name)
+    mark_builtin(_name)
 
 __all__ = ["BINARY", "BUILTIN_SPECS", "COUNT", "MULTICLASS", "MULTILABEL", "REGRESSION"]
