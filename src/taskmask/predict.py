@@ -6,7 +6,8 @@ Auxiliary tasks are never predicted. Output column names in `predictions_frame`:
 ``task.pred`` (multiclass, the class name), ``task.value`` or ``task.value.NAME`` (regression),
 ``task.rate`` or ``task.rate.NAME`` (count), and for a user-defined kind (`taskmask.tasks`)
 what its spec's ``columns`` give, by default ``task.output`` or ``task.output.NAME`` and, when
-it decides, ``task.pred`` or ``task.pred.NAME``.
+it decides, ``task.pred`` or ``task.pred.NAME``. Task names and labels may hold '.'; two tasks
+that would write one column are an error naming both (`taskmask.tasks.check_column_names`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from taskmask.data._memory import MultiTaskData, as_inputs
 from taskmask.errors import TaskmaskError
 from taskmask.functional._thresholds import Objective, fit_thresholds_by, parse_objective
 from taskmask.model._model import MultiTaskModel, raw_outputs
-from taskmask.tasks._outputs import prediction_columns, task_decisions, task_scores
+from taskmask.tasks._outputs import (
+    check_column_names,
+    prediction_columns,
+    task_decisions,
+    task_scores,
+)
 from taskmask.tasks._task import Task
 
 
@@ -67,10 +73,12 @@ def predict(
 
 def predictions_frame(predictions: Mapping[str, TaskPrediction]) -> pd.DataFrame:
     """One column per output (see the module docstring for the names)."""
-    columns: dict[str, Any] = {}
-    for name, pred in predictions.items():
-        parts = prediction_columns(pred.task, pred.scores, pred.decisions, pred.names)
-        columns.update({f"{name}.{suffix}": values for suffix, values in parts.items()})
+    parts = {
+        name: prediction_columns(pred.task, pred.scores, pred.decisions, pred.names)
+        for name, pred in predictions.items()
+    }
+    check_column_names(parts)  # task names and labels may hold '.'
+    columns = {f"{name}.{s}": values for name, cols in parts.items() for s, values in cols.items()}
     return pd.DataFrame(columns)
 
 

@@ -22,6 +22,7 @@ from taskmask.model._heads import (
     per_task_state,
     unfuse,
 )
+from taskmask.tasks._outputs import check_prediction_columns
 from taskmask.tasks._task import Task, check_unique_names, make_head
 
 
@@ -74,6 +75,7 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         tasks = tuple(tasks)
         check_unique_names(tasks)
+        check_prediction_columns(tasks)
         self.trunk = trunk
         self.tasks = tasks
         self.input_shape = tuple(int(d) for d in input_shape)

@@ -17,6 +17,8 @@ from taskmask.tasks._masking import (
 from taskmask.tasks._metrics import higher_is_better, task_metrics
 from taskmask.tasks._missing_labels import MissingLabels
 from taskmask.tasks._outputs import (
+    check_column_names,
+    check_prediction_columns,
     initial_bias,
     label_sums,
     named_columns,
@@ -45,6 +47,8 @@ __all__ = [
     "Task",
     "TaskKind",
     "TaskKindSpec",
+    "check_column_names",
+    "check_prediction_columns",
     "check_unique_names",
     "class_names_from",
     "declared_width",

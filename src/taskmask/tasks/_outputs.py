@@ -1,14 +1,20 @@
 """What a task's kind makes of its head's outputs and of its training labels: scores,
 decisions, prediction columns, label sums and the head's starting bias. Each function reads
-the kind's hook and falls back to a default that suits any kind."""
+the kind's hook and falls back to a default that suits any kind.
+
+A prediction column is named ``<task>.<suffix>`` (``tox.prob``, ``colour.prob.red``). Task
+names and labels may hold '.', so two tasks could name one column (task ``a.b`` with label
+``c`` and task ``a`` with label ``b.c``); `check_column_names` refuses that, naming both."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from taskmask.errors import TaskmaskError
 from taskmask.functional._labels import EncodedLabels
 from taskmask.tasks._task import Decisions, Task
 
@@ -58,6 +64,34 @@ def prediction_columns(
     ``columns``, by default ``output`` / ``output.NAME`` and ``pred`` / ``pred.NAME``."""
     columns = task.spec.columns or _output_columns
     return columns(task, scores, decisions, names)
+
+
+def check_column_names(suffixes: Mapping[str, Iterable[str]]) -> None:
+    """Raise if two tasks would write one prediction column ``<task>.<suffix>``; ``suffixes``
+    maps each task name to its columns' suffixes."""
+    owners: dict[str, str] = {}
+    for name, parts in suffixes.items():
+        for suffix in parts:
+            column = f"{name}.{suffix}"
+            owner = owners.setdefault(column, name)
+            if owner != name:
+                raise TaskmaskError(
+                    f"tasks {owner!r} and {name!r} would both write the prediction column "
+                    f"{column!r} (columns are <task>.<suffix>); rename one of the tasks"
+                )
+
+
+def check_prediction_columns(tasks: Sequence[Task]) -> None:
+    """`check_column_names` for the predicted tasks before any training: the columns their
+    kinds give for one zero output row. A task whose kind brings its own head (its output shape
+    is the head's) is checked when predictions are written instead."""
+    suffixes: dict[str, Iterable[str]] = {}
+    for task in tasks:
+        if not task.auxiliary and task.spec.head is None:
+            scores = task_scores(task, torch.zeros(1, task.width, device="cpu"))  # names only
+            decisions, names = task_decisions(task, scores)
+            suffixes[task.name] = prediction_columns(task, scores, decisions, names).keys()
+    check_column_names(suffixes)
 
 
 def named_columns(prefix: str, task: Task, values: np.ndarray) -> dict[str, Any]:
