@@ -53,7 +53,7 @@ def _model() -> MultiTaskModel:
 
 def test_fused_heads_keep_the_escaped_per_task_keys_and_load_back() -> None:
     model = _model()
-    plain = model.state_dict()
+    plain = {k: v.clone() for k, v in model.state_dict().items()}
     assert [k for k in plain if k.startswith("heads.")] == [
         "heads.a%2Eb.weight",
         "heads.a%2Eb.bias",
