@@ -11,6 +11,12 @@
 
 Several kinds may be given at once; their columns are concatenated in the order given.
 
+`SmilesFeatures` (``data.smiles`` of a run config) keeps what it computes in the feature cache
+(`taskmask.data._cache`: ``$TASKMASK_CACHE_DIR``, else ``$XDG_CACHE_HOME/taskmask`` or
+``~/.cache/taskmask``), keyed by the SHA-256 of the SMILES column, the settings and the RDKit
+and taskmask versions, so train, evaluate and predict featurise a file once; ``cache: false``
+turns it off.
+
 A SMILES that RDKit cannot parse or sanitise (Tox21 has 8 aluminium compounds written as
 ``[AlH3]``), an empty cell or a non-string is never fatal: its row is left out of the matrix and
 reported as a `SmilesFailure` with the reason. RDKit's own log lines are silenced while
@@ -24,6 +30,7 @@ featurising. RDKit is imported on first use, so ``import taskmask`` never needs 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +39,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from taskmask._version import __version__
+from taskmask.data._cache import content_key, discard_entry, load_entry, store_entry
 from taskmask.errors import TaskmaskError
 
 FeatureKind = Literal["morgan", "morgan_count", "descriptors"]
@@ -220,6 +229,8 @@ class SmilesFeatures(BaseModel):
     data:
       smiles: {column: smiles, kind: [morgan, descriptors], radius: 2, n_bits: 2048}
     ```
+
+    ``cache`` (default true) reads and writes the feature cache (module docstring).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -229,6 +240,7 @@ class SmilesFeatures(BaseModel):
     radius: int = Field(default=2, ge=0)
     n_bits: int = Field(default=2048, ge=1)
     descriptors: tuple[str, ...] | None = None
+    cache: bool = True
 
     @field_validator("kind", mode="before")
     @classmethod
@@ -238,7 +250,24 @@ class SmilesFeatures(BaseModel):
     def featurize(
         self, smiles: Sequence[Any]
     ) -> tuple[np.ndarray, np.ndarray, list[SmilesFailure]]:
-        """`featurize` with these settings."""
+        """`featurize` with these settings, through the feature cache when ``cache``."""
+        if not self.cache:
+            return self._computed(smiles)
+        key = self.cache_key(smiles)
+        what = f"{len(smiles)} SMILES featurised as {list(self.kind)}"
+        entry = load_entry(key, _ENTRY, what=what)
+        if entry is not None:
+            found = _from_entry(entry, len(smiles), len(self.feature_names()))
+            if isinstance(found, tuple):
+                return found
+            discard_entry(key, what=what, reason=found)
+        matrix, kept, failures = self._computed(smiles)
+        store_entry(key, _to_entry(matrix, kept, failures), what=what)
+        return matrix, kept, failures
+
+    def _computed(
+        self, smiles: Sequence[Any]
+    ) -> tuple[np.ndarray, np.ndarray, list[SmilesFailure]]:
         return featurize(
             smiles,
             kind=self.kind,
@@ -247,6 +276,64 @@ class SmilesFeatures(BaseModel):
             descriptors=self.descriptors,
         )
 
+    def cache_key(self, smiles: Sequence[Any]) -> str:
+        """The feature-cache key of ``smiles`` under these settings: SHA-256 of the SMILES (in
+        order, non-strings by type and text), the kinds, the Morgan settings, the descriptor
+        names and the RDKit and taskmask versions."""
+        morgan = any(k != "descriptors" for k in self.kind)
+        settings = {
+            "kind": list(self.kind),
+            "radius": self.radius if morgan else None,
+            "n_bits": self.n_bits if morgan else None,
+            "descriptors": (
+                list(descriptor_names(self.descriptors)) if "descriptors" in self.kind else None
+            ),
+            "rdkit": rdkit_module("rdkit").__version__,
+            "taskmask": __version__,
+        }
+        values = [v if isinstance(v, str) else [type(v).__name__, str(v)] for v in smiles]
+        return content_key(json.dumps(settings, sort_keys=True), json.dumps(values))
+
     def feature_names(self) -> list[str]:
         """The names of the columns `featurize` returns, in order."""
         return feature_names(self.kind, n_bits=self.n_bits, descriptors=self.descriptors)
+
+
+_ENTRY = ("features", "kept", "failed_rows", "failed_smiles", "failed_reasons")
+
+
+def _to_entry(
+    matrix: np.ndarray, kept: np.ndarray, failures: Sequence[SmilesFailure]
+) -> dict[str, np.ndarray]:
+    return {
+        "features": matrix,
+        "kept": kept,
+        "failed_rows": np.array([f.row for f in failures], dtype=np.int64),
+        "failed_smiles": np.array([f.smiles for f in failures], dtype=np.str_),
+        "failed_reasons": np.array([f.reason for f in failures], dtype=np.str_),
+    }
+
+
+def _from_entry(
+    entry: dict[str, np.ndarray], n_rows: int, n_features: int
+) -> tuple[np.ndarray, np.ndarray, list[SmilesFailure]] | str:
+    """The cached ``(X, kept, failures)``, or why the entry does not fit (then recomputed)."""
+    matrix, kept, rows = entry["features"], entry["kept"], entry["failed_rows"]
+    texts, reasons = entry["failed_smiles"], entry["failed_reasons"]
+    if matrix.dtype != np.float32 or matrix.shape != (len(kept), n_features):
+        return f"features of shape {matrix.shape} {matrix.dtype} for {len(kept)} rows"
+    if (
+        kept.dtype != np.int64
+        or rows.dtype != np.int64
+        or not len(rows) == len(texts) == len(reasons)
+    ):
+        return "row indices of the wrong type or failures of unequal lengths"
+    if not np.array_equal(np.sort(np.concatenate([kept, rows])), np.arange(n_rows)):
+        return f"kept and failed rows do not partition the {n_rows} rows"
+    if texts.dtype.kind != "U" or reasons.dtype.kind != "U" or not np.isfinite(matrix).all():
+        return "failure texts that are not text, or features that are not finite"
+    failures = [
+        SmilesFailure(int(r), str(t), str(why))
+        for r, t, why in zip(rows.tolist(), texts.tolist(), reasons.tolist(), strict=True)
+    ]
+    return matrix, kept, failures
