@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from taskmask.errors import TaskmaskError
 from taskmask.functional import EncodedLabels
-from taskmask.tasks import Task, class_names_from, encode_labels, resolve_task
+from taskmask.tasks import Task, class_names_from, encode_labels, missing_cells, resolve_task
 
 FAST = settings(max_examples=40, deadline=None)
 MISSING = (None, math.nan, np.nan, "", "  ", "\t", -1, -1.0, "-1")
@@ -331,3 +331,23 @@ def test_resolve_task_infers_width(kind: str, raw: Any, names: tuple[str, ...]) 
 @pytest.mark.parametrize("task", [BINARY, MULTILABEL, MULTICLASS, REGRESSION])
 def test_resolve_task_leaves_a_resolved_task_unchanged(task: Task) -> None:
     assert resolve_task(task, np.zeros((2, 5))) == task
+
+
+def test_missing_cells_doctest_and_shapes() -> None:
+    import doctest
+
+    from taskmask.tasks import _masking
+
+    assert doctest.testmod(_masking).failed == 0
+    grid = np.array([[1.0, np.nan], [-1.0, 0.0]])
+    assert missing_cells(grid, -1).tolist() == [[False, True], [True, False]]
+    assert missing_cells(torch.tensor([0.0, float("nan")])).tolist() == [False, True]
+    cells = pd.DataFrame({"a": ["x", " "], "b": pd.array([1, None], dtype="Int8")})
+    assert missing_cells(cells).tolist() == [[False, False], [True, True]]
+    assert missing_cells(np.array(["", "-1", "a"]), None).tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("kind", ["binary", "regression"])
+def test_a_text_cell_that_is_no_number_names_its_row(kind: str) -> None:
+    with pytest.raises(TaskmaskError, match=r"got 'oops' at row 2"):
+        encode_labels(Task(name="t", kind=kind), np.array([1, "", "oops"], dtype=object))

@@ -16,6 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from taskmask.app.config import TaskSpec
 from taskmask.predict import TaskPrediction
+from taskmask.tasks._masking import missing_cells
 from taskmask.tasks._task import Task
 
 
@@ -56,15 +57,10 @@ def target_frame(y: Any, n_samples: int, owner: str) -> tuple[pd.DataFrame, bool
 
 
 def observed_labels(column: pd.Series, sentinel: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """``(missing, values)``: a bool mask over the rows (NaN, None, ``pd.NA``, blank text or
-    ``sentinel``) and the observed values, with the dtype NumPy infers for them (ints stay
-    ints). Infinity is an error."""
-    missing = column.isna().to_numpy(dtype=bool)
-    if column.dtype == object:  # object or text: a blank string is missing too
-        blank = column.map(lambda v: isinstance(v, str) and not v.strip())
-        missing = missing | blank.to_numpy(bool)
-    if sentinel is not None:
-        missing = missing | (pd.to_numeric(column, errors="coerce") == sentinel).to_numpy(bool)
+    """``(missing, values)``: which rows are missing, as `taskmask.tasks.missing_cells` reads
+    them (NaN, None, ``pd.NA``, blank text or ``sentinel``), and the observed values, with the
+    dtype NumPy infers for them (ints stay ints). Infinity is an error."""
+    missing = missing_cells(column, sentinel)
     values = column.to_numpy()[~missing]
     if values.dtype == object:
         values = np.asarray(values.tolist())

@@ -6,12 +6,14 @@ scores and decisions, read from its kind's spec.
 from taskmask.tasks import kinds
 from taskmask.tasks._loss import partial_label_loss, task_loss
 from taskmask.tasks._masking import (
+    CLASS_SENTINEL,
     class_names_from,
     encode_classes,
     encode_flags,
     encode_labels,
     encode_numbers,
     encode_values,
+    missing_cells,
     resolve_task,
 )
 from taskmask.tasks._metrics import higher_is_better, task_metrics
@@ -41,6 +43,7 @@ from taskmask.tasks._task import (
 )
 
 __all__ = [
+    "CLASS_SENTINEL",
     "MissingLabels",
     "RegressionLoss",
     "Targets",
@@ -64,6 +67,7 @@ __all__ = [
     "kinds",
     "known_kinds",
     "label_sums",
+    "missing_cells",
     "named_columns",
     "partial_label_loss",
     "prediction_columns",

@@ -1,7 +1,9 @@
 """The data boundary for labels: the only module that knows how "missing" is encoded.
 
-Raw labels may mark a missing entry as NaN, None, an empty (or blank) string, or the task's
-sentinel (default -1 for class labels). `encode_labels` turns them into two tensors:
+Raw labels may mark a missing entry as NaN, None (``pd.NA``, ``NaT``), an empty (or blank)
+string, or the task's sentinel (default `CLASS_SENTINEL`, -1, for class labels; a kind's spec
+declares it). `missing_cells` is that rule on raw cells (the scikit-learn adapter reads it too);
+`encode_labels` turns raw labels into two tensors:
 
 - ``target``: flags (`encode_flags`) ``(N, k)`` float32 in {0, 1}; classes (`encode_classes`)
   ``(N,)`` int64 class indices; numbers (`encode_values`) ``(N, k)`` float32. Unobserved
@@ -26,14 +28,48 @@ from taskmask.errors import TaskmaskError
 from taskmask.functional._labels import EncodedLabels
 from taskmask.tasks._task import Task
 
+CLASS_SENTINEL = -1.0
+"""The raw value that means a missing class label when a task sets no ``sentinel``: the
+default of the binary, multilabel and multiclass kinds (as in seed 000), written only here."""
 
-def _numeric(raw: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Raw labels as float64 plus a "missing" mask; text other than blanks is an error."""
+
+def _array(raw: Any) -> np.ndarray:
     if isinstance(raw, torch.Tensor):
         raw = raw.detach().cpu().numpy()
     if isinstance(raw, pd.DataFrame | pd.Series):
         raw = raw.to_numpy()
-    array = raw if isinstance(raw, np.ndarray) else np.asarray(raw, dtype=object)
+    return raw if isinstance(raw, np.ndarray) else np.asarray(raw, dtype=object)
+
+
+def _blank(value: Any) -> bool:
+    return isinstance(value, str) and not value.strip()
+
+
+def missing_cells(raw: Any, sentinel: float | None = None) -> np.ndarray:
+    """Which raw cells mean "missing", as a bool array of ``raw``'s shape: NaN, None, ``pd.NA``
+    / ``NaT``, empty or blank text, and ``sentinel`` compared as a number (``-1``, ``-1.0`` and
+    ``"-1"`` alike). Other text (a class name) is not missing. ``raw``: any array-like, a
+    pandas Series / DataFrame or a tensor.
+
+    >>> missing_cells([1, float("nan"), None, "", " ", -1, "-1", "cat"], -1).tolist()
+    [False, True, True, True, True, True, True, False]
+    """
+    array = _array(raw)
+    if array.dtype.kind in "biuf":
+        values = array.astype(np.float64)
+        missing = np.isnan(values)
+        return missing if sentinel is None else missing | (values == sentinel)
+    cells = pd.Series(array.reshape(-1), dtype=object)
+    missing = cells.isna() | cells.map(_blank).astype(bool)
+    if sentinel is not None:
+        missing |= pd.to_numeric(cells.mask(missing), errors="coerce") == sentinel
+    return missing.to_numpy(dtype=bool).reshape(array.shape)
+
+
+def _numeric(raw: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Raw labels as float64 plus a "missing" mask (`missing_cells`, no sentinel); text other
+    than blanks is an error."""
+    array = _array(raw)
     if array.dtype.kind in "biufO":
         try:
             values = array.astype(np.float64)
@@ -41,18 +77,17 @@ def _numeric(raw: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
             pass
         else:
             return values, np.isnan(values)
-    frame = pd.DataFrame(array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1))
-    blank = frame.apply(lambda col: col.map(lambda v: isinstance(v, str) and not v.strip()))
-    numbers = frame.mask(blank).apply(pd.to_numeric, errors="coerce")
-    missing = frame.isna() | blank
-    bad = numbers.isna() & ~missing
-    if bad.to_numpy().any():
-        row, col = np.argwhere(bad.to_numpy())[0]
+    missing = missing_cells(array)
+    cells = pd.Series(array.reshape(-1), dtype=object)
+    numbers = pd.to_numeric(cells.mask(missing.reshape(-1)), errors="coerce").to_numpy(np.float64)
+    bad = np.isnan(numbers) & ~missing.reshape(-1)
+    if bad.any():
+        index = int(np.argmax(bad))
+        row = index // max(1, int(np.prod(array.shape[1:])))
         raise TaskmaskError(
-            f"{where}: expected numbers or an empty cell, got {frame.iat[row, col]!r} at row {row}"
+            f"{where}: expected numbers or an empty cell, got {cells.iat[index]!r} at row {row}"
         )
-    shape = array.shape
-    return numbers.to_numpy(np.float64).reshape(shape), missing.to_numpy().reshape(shape)
+    return numbers.reshape(array.shape), missing
 
 
 def _as_2d(values: np.ndarray, width: int | None, where: str) -> np.ndarray:
@@ -87,11 +122,9 @@ def encode_flags(task: Task, raw: Any, where: str) -> EncodedLabels:
 
 def class_names_from(task: Task, raw: Any) -> tuple[str, ...]:
     """Infer the class names of a multiclass task from its raw training labels."""
-    series = pd.Series(np.asarray(raw, dtype=object).ravel())
-    series = series[series.map(lambda v: not (isinstance(v, str) and not v.strip()))].dropna()
+    cells = np.asarray(raw, dtype=object).ravel()
+    series = pd.Series(cells[~missing_cells(cells, task.missing_sentinel)])
     numeric = pd.to_numeric(series, errors="coerce")
-    present = (numeric != task.missing_sentinel).to_numpy()
-    series, numeric = series[present], numeric[present]
     if numeric.notna().all():
         if (numeric < 0).any() or (numeric != numeric.round()).any():
             raise TaskmaskError(
@@ -116,12 +149,9 @@ def encode_classes(task: Task, raw: Any, where: str) -> EncodedLabels:
     if array.ndim != 1:
         raise TaskmaskError(f"{where}: expected one class label per row, got shape {array.shape}")
     series = pd.Series(array)
-    blank = series.map(lambda v: isinstance(v, str) and not v.strip())
-    missing = series.isna() | blank
+    missing = pd.Series(missing_cells(array, task.missing_sentinel))
     numeric = pd.to_numeric(series.mask(missing), errors="coerce")
     by_index = numeric.notna()
-    if task.missing_sentinel is not None:
-        missing |= by_index & (numeric == task.missing_sentinel)
     codes = np.full(len(series), -1, dtype=np.int64)
     names = series[~missing & ~by_index].astype(str)
     lookup = {name: code for code, name in enumerate(classes)}

@@ -9,7 +9,7 @@ import torch
 
 from taskmask.functional._losses import LossTerm, masked_binary_cross_entropy_with_logits
 from taskmask.functional._metrics import MetricValue, binary_metrics
-from taskmask.tasks._masking import encode_flags
+from taskmask.tasks._masking import CLASS_SENTINEL, encode_flags
 from taskmask.tasks._task import Decisions, Task, TaskKindSpec
 
 
@@ -82,7 +82,7 @@ BINARY = TaskKindSpec(
     encode=encode_flags,
     decisions=thresholded,
     targets="flags",
-    sentinel=-1.0,
+    sentinel=CLASS_SENTINEL,
     options=frozenset({"pos_weight"}),
     check=_check,
     task_loss=weighted_bce_loss,

@@ -9,7 +9,7 @@ import torch
 
 from taskmask.functional._losses import LossTerm, masked_cross_entropy
 from taskmask.functional._metrics import MetricValue, multiclass_metrics
-from taskmask.tasks._masking import encode_classes
+from taskmask.tasks._masking import CLASS_SENTINEL, encode_classes
 from taskmask.tasks._task import Decisions, Task, TaskKindSpec
 from taskmask.tasks.kinds.multilabel import indexed_labels
 
@@ -58,7 +58,7 @@ MULTICLASS = TaskKindSpec(
     encode=encode_classes,
     decisions=_decisions,
     targets="classes",
-    sentinel=-1.0,
+    sentinel=CLASS_SENTINEL,
     check=_check,
     task_metrics=_metrics,
     scores=_softmax,

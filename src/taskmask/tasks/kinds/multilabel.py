@@ -12,7 +12,7 @@ from taskmask.errors import TaskmaskError
 from taskmask.functional._losses import LossTerm
 from taskmask.functional._metrics import MetricValue, multilabel_metrics
 from taskmask.tasks._loss import partial_label_loss
-from taskmask.tasks._masking import encode_flags
+from taskmask.tasks._masking import CLASS_SENTINEL, encode_flags
 from taskmask.tasks._task import Decisions, Task, TaskKindSpec
 from taskmask.tasks.kinds.binary import (
     bce_loss,
@@ -85,7 +85,7 @@ MULTILABEL = TaskKindSpec(
     decisions=_decisions,
     targets="flags",
     per_column=True,
-    sentinel=-1.0,
+    sentinel=CLASS_SENTINEL,
     options=frozenset({"pos_weight", "missing_labels"}),
     task_loss=_loss,
     task_metrics=_metrics,
