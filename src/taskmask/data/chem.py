@@ -330,8 +330,10 @@ def _from_entry(
         return "row indices of the wrong type or failures of unequal lengths"
     if not np.array_equal(np.sort(np.concatenate([kept, rows])), np.arange(n_rows)):
         return f"kept and failed rows do not partition the {n_rows} rows"
-    if texts.dtype.kind != "U" or reasons.dtype.kind != "U" or not np.isfinite(matrix).all():
-        return "failure texts that are not text, or features that are not finite"
+    if texts.dtype.type is not np.str_ or reasons.dtype.type is not np.str_:
+        return "failure texts that are not text"
+    if not np.isfinite(matrix).all():
+        return "features that are not finite"
     failures = [
         SmilesFailure(int(r), str(t), str(why))
         for r, t, why in zip(rows.tolist(), texts.tolist(), reasons.tolist(), strict=True)

@@ -14,6 +14,7 @@ from taskmask.keras._masking import (
     ops,
     register,
 )
+from taskmask.tasks._masking import CLASS_SENTINEL
 
 
 class _MaskedLoss(keras.losses.Loss):  # type: ignore[misc]
@@ -79,7 +80,7 @@ class MaskedBinaryCrossentropy(_FromLogitsLoss):
 
     def __init__(
         self,
-        mask_value: float | None = -1.0,
+        mask_value: float | None = CLASS_SENTINEL,
         from_logits: bool = False,
         name: str | None = "masked_binary_crossentropy",
     ) -> None:
@@ -106,7 +107,7 @@ class MaskedCategoricalCrossentropy(_FromLogitsLoss):
 
     def __init__(
         self,
-        mask_value: float | None = -1.0,
+        mask_value: float | None = CLASS_SENTINEL,
         from_logits: bool = False,
         name: str | None = "masked_categorical_crossentropy",
     ) -> None:
@@ -134,7 +135,7 @@ class MaskedSparseCategoricalCrossentropy(_FromLogitsLoss):
 
     def __init__(
         self,
-        mask_value: float | None = -1.0,
+        mask_value: float | None = CLASS_SENTINEL,
         from_logits: bool = False,
         name: str | None = "masked_sparse_categorical_crossentropy",
     ) -> None:

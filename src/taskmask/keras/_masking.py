@@ -9,6 +9,7 @@ import numbers
 from typing import Any
 
 from taskmask.errors import TaskmaskError
+from taskmask.tasks._masking import CLASS_SENTINEL
 
 try:
     import keras as keras  # re-exported: importing this module checks that Keras 3 imports
@@ -35,7 +36,7 @@ def checked_mask_value(value: float | None) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def observed_mask(y_true: Any, mask_value: float | None = -1.0) -> Any:
+def observed_mask(y_true: Any, mask_value: float | None = CLASS_SENTINEL) -> Any:
     """Boolean tensor, True where ``y_true`` holds a label: not NaN and not ``mask_value``.
 
     Example:

@@ -17,6 +17,7 @@ from taskmask.keras._masking import (
     ratio,
     register,
 )
+from taskmask.tasks._masking import CLASS_SENTINEL
 
 _AVERAGES = ("micro", "macro", None)
 
@@ -40,7 +41,7 @@ class MaskedBinaryAccuracy(keras.metrics.Metric):  # type: ignore[misc]
 
     def __init__(
         self,
-        mask_value: float | None = -1.0,
+        mask_value: float | None = CLASS_SENTINEL,
         threshold: float = 0.5,
         average: str | None = "micro",
         name: str = "masked_binary_accuracy",
@@ -121,7 +122,7 @@ class MaskedAUC(keras.metrics.AUC):  # type: ignore[misc]
         1.0
     """
 
-    def __init__(self, mask_value: float | None = -1.0, **kwargs: Any) -> None:
+    def __init__(self, mask_value: float | None = CLASS_SENTINEL, **kwargs: Any) -> None:
         kwargs.setdefault("name", "masked_auc")
         super().__init__(**kwargs)
         self.mask_value = checked_mask_value(mask_value)

@@ -55,7 +55,7 @@ def missing_cells(raw: Any, sentinel: float | None = None) -> np.ndarray:
     [False, True, True, True, True, True, True, False]
     """
     array = _array(raw)
-    if array.dtype.kind in "biuf":
+    if any(np.issubdtype(array.dtype, number) for number in (np.bool_, np.integer, np.floating)):
         values = array.astype(np.float64)
         missing = np.isnan(values)
         return missing if sentinel is None else missing | (values == sentinel)
