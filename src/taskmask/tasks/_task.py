@@ -182,7 +182,10 @@ def _kinds_reading(option: Option) -> str:
 class Task(BaseModel):
     """One task of a multi-task model.
 
-    ``labels`` names the outputs: the labels of a multilabel task, the classes of a multiclass
+    ``name`` is any non-empty string, a column name with dots included (its head's key escapes
+    them: `taskmask.model._heads.head_key`); two tasks whose prediction columns
+    ``<task>.<suffix>`` would coincide are refused when their model is built. ``labels`` names
+    the outputs: the labels of a multilabel task, the classes of a multiclass
     task, the output names of a regression task (default ``name`` or ``name_0..``). ``weight`` is
     the task's static loss weight (Keras ``loss_weights`` semantics). ``sentinel`` is the raw
     value that means "missing" besides NaN / None / empty (default: the kind's, -1 for class
