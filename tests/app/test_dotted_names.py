@@ -128,3 +128,38 @@ def test_two_tasks_writing_one_prediction_column_are_refused_before_training(
     err = capsys.readouterr().err
     assert "'a' and 'a.prob'" in err and "'a.prob.prob'" in err
     assert not (workdir / "run").exists()
+
+
+def _dotted_fit(directory: Path | None, epochs: int, *, resume: bool = False) -> dict[str, Any]:
+    from taskmask import MLPConfig, MLPTrunk, MultiTaskModel, Task, make_data
+    from taskmask.training import TrainConfig, Trainer
+
+    frame = _table(120, 2)
+    tasks = (
+        Task(name="tox.1", kind="binary"),
+        Task(name="scene.v2", kind="multilabel", labels=("sea.v2", "sun.v2")),
+        Task(name="age.years", kind="regression"),
+    )
+    labels = {
+        "tox.1": frame["tox.1"].to_numpy(dtype=float, na_value=np.nan),
+        "scene.v2": frame[["sea.v2", "sun.v2"]].to_numpy(dtype=float, na_value=np.nan),
+        "age.years": frame["age.years"].to_numpy(dtype=float),
+    }
+    data = make_data(frame[FEATURES].to_numpy(), labels, tasks)
+    torch.manual_seed(0)
+    net = MultiTaskModel(MLPTrunk(3, MLPConfig(hidden=(8,))), tasks, (3,))
+    config = {"epochs": epochs, "batch_size": 16, "lr": 1e-2, "progress": False, "seed": 3}
+    config |= {"weighting": "uncertainty", "device": "cpu"}
+    if directory is not None:
+        config["checkpoint_dir"] = str(directory)
+    Trainer(TrainConfig.model_validate(config)).fit(net, data, resume=resume)
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def test_a_run_with_dotted_names_resumes_from_its_checkpoint_bit_for_bit(tmp_path: Path) -> None:
+    whole = _dotted_fit(None, 4)
+    _dotted_fit(tmp_path / "ckpt", 2)
+    resumed = _dotted_fit(tmp_path / "ckpt", 4, resume=True)
+    assert "heads.scene%2Ev2.weight" in resumed and resumed.keys() == whole.keys()
+    for key in whole:
+        assert torch.equal(resumed[key], whole[key]), key
